@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    "tensorflow-cpu==2.21.0",
+    "tensorflow==2.21.0",  # tensorflow-text depends on "tensorflow"; the Linux wheel is CPU-only without [and-cuda]
     "tensorflow-text>=2.21,<2.22",
     "tensorflow-model-optimization>=0.8.1",
     "tf_keras>=2.21,<2.22",
