@@ -1,1 +1,17 @@
-"""tf_todm.losses."""
+"""tf_todm.losses: transducer (exact and pruned), CTC, distillation and representation losses."""
+
+from tf_todm.losses.rnnt import (
+    LossShapeError,
+    gather_log_probs,
+    rnnt_loss,
+    transducer_forward_backward,
+    transducer_nll,
+)
+
+__all__ = [
+    "LossShapeError",
+    "gather_log_probs",
+    "rnnt_loss",
+    "transducer_forward_backward",
+    "transducer_nll",
+]
