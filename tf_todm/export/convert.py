@@ -1,0 +1,219 @@
+"""TFLite conversion with named signatures, builtin ops only.
+
+`convert(signatures, mode, representative_dataset)` turns a dict of concrete functions into one
+`.tflite` flatbuffer whose signature keys are the dict keys. The functions go through a temporary
+SavedModel (`tf.saved_model.save(..., signatures=...)`), the only converter path that keeps
+user-chosen signature names for several functions at once.
+
+Modes (`MODES`):
+  * `float32`: plain float model.
+  * `float16`: float16 weights, float32 compute (weights dequantized at load).
+  * `dynamic_int8`: int8 weights (per-channel where the kernel allows), float activations with
+    dynamic-range (hybrid) kernels. Needs no data.
+  * `full_int8`: int8 weights AND activations (TFLITE_BUILTINS_INT8), calibrated on
+    `representative_dataset`. Inputs and outputs stay float32 by default (the model starts with
+    QUANTIZE and ends with DEQUANTIZE) so the app and the sidecar are mode-independent;
+    `int8_io=True` makes the input/output tensors int8 as a microcontroller build wants them.
+    Weights are per-channel (converter default; `op_report` shows the scale counts).
+  * `int16x8`: int16 activations, int8 weights
+    (EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8), calibrated the same way; ops
+    with no 16x8 kernel (NEG, emitted by Keras' LayerNormalization) fall back to float32.
+
+No mode ever enables SELECT_TF_OPS: TF 2.21 wheels ship no Flex delegate, so a model that would need
+it fails conversion here with `ConversionError` naming the ops.
+
+`fake_quant(x, min, max)` is the QAT building block: `tf.quantization.fake_quant_with_min_max_vars`
+(tfmot's Keras wrappers reject Keras 3 models, see `TFMOT_KERAS3_ERROR`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+MODES = ("float32", "float16", "dynamic_int8", "full_int8", "int16x8")
+"""Quantization modes `convert` accepts."""
+
+CALIBRATION_MODES = ("full_int8", "int16x8")
+"""Modes that need a representative dataset."""
+
+TFMOT_KERAS3_ERROR = "`to_quantize` can only either be a keras Sequential or Functional model."
+"""What `tfmot.quantization.keras.quantize_model(keras3_model)` raises (tfmot 0.8.1, Keras 3.15);
+checked by tests/export/test_convert.py."""
+
+RepresentativeDataset = Callable[[], Iterable]
+"""A zero-argument callable yielding calibration samples. For a single-signature model a sample is
+a dict {input_name: np.ndarray}; for several signatures it is `(signature_name, dict)`."""
+
+
+class ConversionError(ValueError):
+    """The converter could not produce a builtin-only model (message names the mode and the ops)."""
+
+
+def convert(
+    signatures: Mapping[str, tf.types.experimental.ConcreteFunction],
+    mode: str,
+    representative_dataset: RepresentativeDataset | None = None,
+    *,
+    int8_io: bool = False,
+    trackable: tf.Module | None = None,
+    verify: bool = True,
+) -> bytes:
+    """Converts concrete functions to a `.tflite` flatbuffer with named signatures.
+
+    Args:
+      signatures: signature name -> concrete function (static input shapes recommended; every
+        input must be named, i.e. traced from `tf.TensorSpec(..., name=...)` or argument names).
+        The functions should return a dict of named outputs.
+      mode: one of `MODES`.
+      representative_dataset: required for `CALIBRATION_MODES`, ignored otherwise.
+      int8_io: only for `full_int8`: int8 input/output tensors instead of float32.
+      trackable: object owning the functions' variables (e.g. the `tf.Module`); defaults to a new
+        module holding the functions, which tracks their captured variables.
+      verify: run every signature once on zeros in LiteRT (`smoke_test`) before returning.
+
+    Returns:
+      The flatbuffer bytes.
+
+    Raises:
+      ValueError: bad mode / missing dataset. ConversionError: converter failure.
+    """
+    if mode not in MODES:
+        raise ValueError(f"convert: mode={mode!r} is not one of {MODES}")
+    if not signatures:
+        raise ValueError("convert: signatures is empty, expected at least one concrete function")
+    if mode in CALIBRATION_MODES and representative_dataset is None:
+        raise ValueError(f"convert: mode={mode!r} needs a representative_dataset")
+    if int8_io and mode != "full_int8":
+        raise ValueError(f"convert: int8_io=True is only valid with mode='full_int8', got {mode!r}")
+
+    module = trackable if trackable is not None else tf.Module()
+    if trackable is None:  # track every variable the functions capture, or saving refuses them
+        module._export_variables = [v for fn in signatures.values() for v in fn.variables]
+    with tempfile.TemporaryDirectory(prefix="tf_todm_convert_") as tmp:
+        saved = os.path.join(tmp, "saved_model")
+        tf.saved_model.save(module, saved, signatures=dict(signatures))
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved, signature_keys=list(signatures)
+        )
+        _configure(converter, mode, representative_dataset, int8_io, list(signatures))
+        try:
+            model = converter.convert()
+        except Exception as e:  # the converter raises ConverterError / RuntimeError / ValueError
+            text = str(e).strip().splitlines()
+            head = next((l for l in text if "error" in l.lower() or "not" in l.lower()),
+                        text[0] if text else repr(e))
+            raise ConversionError(f"convert(mode={mode!r}) failed: {head}") from e
+    if verify:
+        smoke_test(model, mode)
+    return model
+
+
+def smoke_test(model: bytes, mode: str = "?") -> None:
+    """Runs every signature once on zeros in LiteRT; raises ConversionError if one cannot run.
+
+    Catches models that convert but have no kernel (e.g. int16 SQUARED_DIFFERENCE in int16x8).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model, num_threads=1)
+    for name in interpreter.get_signature_list():
+        runner = interpreter.get_signature_runner(name)
+        try:
+            inputs = {k: np.zeros(d["shape"], d["dtype"]) for k, d in runner.get_input_details().items()}
+            runner(**inputs)
+        except Exception as e:
+            raise ConversionError(
+                f"convert(mode={mode!r}) produced a model whose signature {name!r} fails in LiteRT: "
+                f"{str(e).strip().splitlines()[0]}"
+            ) from e
+
+
+def _configure(converter, mode, representative_dataset, int8_io, names):
+    builtins = tf.lite.OpsSet.TFLITE_BUILTINS
+    converter.target_spec.supported_ops = [builtins]
+    converter.allow_custom_ops = False
+    # Keep LSTMs fused (UNIDIRECTIONAL_SEQUENCE_LSTM) and avoid TensorList lowering.
+    converter._experimental_lower_tensor_list_ops = True
+    if mode == "float32":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    if mode == "dynamic_int8":
+        return
+    converter.representative_dataset = _wrap_dataset(representative_dataset, names)
+    if mode == "full_int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return
+    # Ops without a 16x8 kernel (e.g. NEG in Keras' LayerNormalization) stay float32.
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, builtins,
+    ]
+
+
+def _wrap_dataset(representative_dataset, names):
+    """Adapts samples to what the converter's calibrator expects."""
+
+    def gen():
+        for sample in representative_dataset():
+            if isinstance(sample, tuple) and len(sample) == 2 and isinstance(sample[0], str):
+                name, inputs = sample
+            elif len(names) == 1:
+                name, inputs = names[0], sample
+            else:
+                raise ValueError(
+                    "representative_dataset: with several signatures each sample must be "
+                    f"(signature_name, dict), signatures are {names}"
+                )
+            yield name, {k: np.asarray(v) for k, v in inputs.items()}
+
+    return gen
+
+
+def fake_quant(x: tf.Tensor, min_value: tf.Tensor | float, max_value: tf.Tensor | float,
+               num_bits: int = 8, narrow_range: bool = False) -> tf.Tensor:
+    """Quantize-dequantize `x` to `num_bits` on [min_value, max_value] (straight-through gradient).
+
+    The converter folds this op into the quantization parameters of the tensor it follows, so a
+    QAT-trained graph converts with the learned ranges.
+    """
+    return tf.quantization.fake_quant_with_min_max_vars(
+        x, tf.cast(min_value, tf.float32), tf.cast(max_value, tf.float32),
+        num_bits=num_bits, narrow_range=narrow_range,
+    )
+
+
+def representative_from_features(
+    feature_batches: Iterable[np.ndarray], make_inputs: Callable[[np.ndarray], Iterable],
+    max_samples: int = 100,
+) -> RepresentativeDataset:
+    """Builds a representative dataset from training features.
+
+    Args:
+      feature_batches: iterable of arrays (e.g. `[T, 80]` log-mels or `[N]` PCM of training
+        utterances).
+      make_inputs: maps one array to an iterable of converter samples (e.g. the per-chunk inputs
+        of a streaming run, each `(signature_name, {input: array})`).
+      max_samples: cap on the number of samples yielded.
+    """
+    cached = [np.asarray(f) for f in feature_batches]
+
+    def gen():
+        count = 0
+        for f in cached:
+            for sample in make_inputs(f):
+                yield sample
+                count += 1
+                if count >= max_samples:
+                    return
+
+    return gen
