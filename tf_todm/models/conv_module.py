@@ -1,0 +1,110 @@
+"""Conformer convolution module with elastic channels and a channel-mask-aware LayerNorm."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tf_todm.models.elastic import dropout, prefix_mask
+from tf_todm.models.feed_forward import swish
+
+
+def masked_layer_norm(x, gamma, beta, channel_mask=None, epsilon: float = 1e-5):
+    """LayerNorm over the last axis restricted to channels where `channel_mask` [C] is 1.
+
+    x [..., C]. Mean and variance use only the active channels (count = sum(mask)); inactive
+    channels come out 0. With `channel_mask=None` it is the plain LayerNorm over all C.
+    """
+    if channel_mask is None:
+        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+        centred = x - mean
+        var = tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True)
+        return centred * tf.math.rsqrt(var + epsilon) * gamma + beta
+    count = tf.reduce_sum(channel_mask)
+    mean = tf.reduce_sum(x * channel_mask, axis=-1, keepdims=True) / count
+    centred = (x - mean) * channel_mask
+    var = tf.reduce_sum(tf.square(centred), axis=-1, keepdims=True) / count
+    return (centred * tf.math.rsqrt(var + epsilon) * gamma + beta) * channel_mask
+
+
+@keras.saving.register_keras_serializable(package="tf_todm")
+class ConvModule(keras.layers.Layer):
+    """LayerNorm -> pointwise D->2C -> GLU -> depthwise conv (k) -> masked LayerNorm(C) -> swish
+    -> pointwise C->D -> dropout (residual branch).
+
+    Args:
+      model_dim: D. conv_dim: C (max). kernel_size: k. causal: pad k-1 frames on the left only
+      (else (k-1)//2 left, k//2 right). dropout_rate: rate of the full model.
+    Call args: x [B, T, D]; time_mask f32 [B, T, 1] or None (padded frames are zeroed before the
+      depthwise conv so they never reach valid frames); subnet None or dict with scalar
+      `conv_dim`, `dropout_rate`.
+    Returns: [B, T, D].
+
+    Streaming state (causal only): cache [B, k-1, C] of the last GLU outputs.
+    """
+
+    def __init__(self, model_dim: int, conv_dim: int, kernel_size: int, causal: bool = False,
+                 dropout_rate: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.model_dim = model_dim
+        self.conv_dim = conv_dim
+        self.kernel_size = kernel_size
+        self.causal = causal
+        self.dropout_rate = dropout_rate
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
+        self.pointwise_in = keras.layers.Dense(2 * conv_dim, name="pointwise_in")
+        self.depthwise = keras.layers.DepthwiseConv1D(kernel_size, padding="valid", name="depthwise")
+        self.pointwise_out = keras.layers.Dense(model_dim, name="pointwise_out")
+
+    def build(self, input_shape=None):
+        self.norm.build((None, None, self.model_dim))
+        self.pointwise_in.build((None, None, self.model_dim))
+        self.depthwise.build((None, None, self.conv_dim))
+        self.conv_norm_gamma = self.add_weight(shape=(self.conv_dim,), initializer="ones", name="conv_norm_gamma")
+        self.conv_norm_beta = self.add_weight(shape=(self.conv_dim,), initializer="zeros", name="conv_norm_beta")
+        self.pointwise_out.build((None, None, self.conv_dim))
+        self.built = True
+
+    def _glu(self, x, channel_mask):
+        h = self.pointwise_in(self.norm(x))
+        h = h[..., :self.conv_dim] * tf.sigmoid(h[..., self.conv_dim:])
+        if channel_mask is not None:
+            h *= channel_mask
+        return h
+
+    def _after_depthwise(self, h, channel_mask, rate, training):
+        h = masked_layer_norm(h, self.conv_norm_gamma, self.conv_norm_beta, channel_mask)
+        h = swish(h)
+        return dropout(self.pointwise_out(h), rate, training)
+
+    def call(self, x, time_mask=None, subnet=None, training=False):
+        channel_mask, rate = None, self.dropout_rate
+        if subnet is not None:
+            channel_mask = prefix_mask(subnet["conv_dim"], self.conv_dim)
+            rate = subnet["dropout_rate"]
+        h = self._glu(x, channel_mask)
+        if time_mask is not None:
+            h *= time_mask
+        k = self.kernel_size
+        pad = [k - 1, 0] if self.causal else [(k - 1) // 2, k // 2]
+        h = self.depthwise(tf.pad(h, [[0, 0], pad, [0, 0]]))
+        return self._after_depthwise(h, channel_mask, rate, training)
+
+    def init_state(self, batch_size: int):
+        return tf.zeros([batch_size, self.kernel_size - 1, self.conv_dim])
+
+    def stream_step(self, x, cache):
+        """x [B, t, D] continuing the stream (causal only) -> ([B, t, D], new cache)."""
+        if not self.causal:
+            raise ValueError("ConvModule.stream_step: streaming needs causal=True")
+        h = tf.concat([cache, self._glu(x, None)], axis=1)
+        new_cache = h[:, tf.shape(h)[1] - (self.kernel_size - 1):]
+        return self._after_depthwise(self.depthwise(h), None, 0.0, False), new_cache
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(model_dim=self.model_dim, conv_dim=self.conv_dim, kernel_size=self.kernel_size,
+                      causal=self.causal, dropout_rate=self.dropout_rate)
+        return config

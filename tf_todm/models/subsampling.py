@@ -1,0 +1,77 @@
+"""4x time subsampling: two time-causal 3x3 stride-2 Conv2D layers and a linear projection."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def subsampled_lengths(lengths):
+    """Encoder frames for `lengths` feature frames: ceil(ceil(T / 2) / 2) = ceil(T / 4).
+
+    Works on Python ints, numpy arrays and int32 tensors.
+    """
+    return (lengths + 3) // 4
+
+
+@keras.saving.register_keras_serializable(package="tf_todm")
+class ConvSubsampling(keras.layers.Layer):
+    """Features [B, T, F] -> [B, ceil(T/4), D].
+
+    Each conv pads 2 frames on the LEFT in time only (none on the right, none in frequency), so
+    output frame t of a conv sees input frames 2t-2 .. 2t: valid outputs never read padded inputs,
+    and a chunked run with a 2-frame cache per conv is exact.
+
+    Args:
+      input_dim: F. channels: conv channels. model_dim: D.
+
+    Streaming state (see `init_state` / `stream_step`): (cache1 [B, 2, F, 1], cache2 [B, 2, F1, C])
+    with F1 = (F - 3) // 2 + 1; chunks must hold a multiple of 4 feature frames.
+    """
+
+    def __init__(self, input_dim: int, channels: int, model_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim = input_dim
+        self.channels = channels
+        self.model_dim = model_dim
+        self.conv1 = keras.layers.Conv2D(channels, 3, strides=2, padding="valid", activation="relu", name="conv1")
+        self.conv2 = keras.layers.Conv2D(channels, 3, strides=2, padding="valid", activation="relu", name="conv2")
+        self.freq1 = (input_dim - 3) // 2 + 1
+        self.freq2 = (self.freq1 - 3) // 2 + 1
+        self.proj = keras.layers.Dense(model_dim, name="proj")
+
+    def build(self, input_shape=None):
+        self.conv1.build((None, None, self.input_dim, 1))
+        self.conv2.build((None, None, self.freq1, self.channels))
+        self.proj.build((None, None, self.freq2 * self.channels))
+        self.built = True
+
+    def _project(self, x):
+        shape = tf.shape(x)
+        x = tf.reshape(x, [shape[0], shape[1], self.freq2 * self.channels])  # (B, T', F2*C)
+        return self.proj(x)
+
+    def call(self, features):
+        x = features[..., tf.newaxis]  # (B, T, F, 1)
+        x = self.conv1(tf.pad(x, [[0, 0], [2, 0], [0, 0], [0, 0]]))
+        x = self.conv2(tf.pad(x, [[0, 0], [2, 0], [0, 0], [0, 0]]))
+        return self._project(x)
+
+    def init_state(self, batch_size: int):
+        return (tf.zeros([batch_size, 2, self.input_dim, 1]),
+                tf.zeros([batch_size, 2, self.freq1, self.channels]))
+
+    def stream_step(self, features, state):
+        """features [B, 4k, F] (a chunk continuing the previous ones) -> ([B, k, D], new state)."""
+        x = tf.concat([state[0], features[..., tf.newaxis]], axis=1)
+        new1 = x[:, -2:]
+        x = self.conv1(x)
+        x = tf.concat([state[1], x], axis=1)
+        new2 = x[:, -2:]
+        x = self.conv2(x)
+        return self._project(x), (new1, new2)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(input_dim=self.input_dim, channels=self.channels, model_dim=self.model_dim)
+        return config
