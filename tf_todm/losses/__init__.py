@@ -1,5 +1,11 @@
 """tf_todm.losses: transducer (exact and pruned), CTC, distillation and representation losses."""
 
+from tf_todm.losses.pruned_rnnt import (
+    get_prune_ranges,
+    pruned_rnnt_loss,
+    pruned_rnnt_loss_from_parts,
+    rnnt_loss_simple,
+)
 from tf_todm.losses.rnnt import (
     LossShapeError,
     gather_log_probs,
@@ -11,6 +17,10 @@ from tf_todm.losses.rnnt import (
 __all__ = [
     "LossShapeError",
     "gather_log_probs",
+    "get_prune_ranges",
+    "pruned_rnnt_loss",
+    "pruned_rnnt_loss_from_parts",
+    "rnnt_loss_simple",
     "rnnt_loss",
     "transducer_forward_backward",
     "transducer_nll",
