@@ -1,5 +1,7 @@
 """tf_todm.losses: transducer (exact and pruned), CTC, distillation and representation losses."""
 
+from tf_todm.losses.ctc import ctc_loss
+from tf_todm.losses.distillation import adaptive_alpha_divergence, alpha_divergence
 from tf_todm.losses.pruned_rnnt import (
     get_prune_ranges,
     pruned_rnnt_loss,
@@ -15,6 +17,9 @@ from tf_todm.losses.rnnt import (
 )
 
 __all__ = [
+    "adaptive_alpha_divergence",
+    "alpha_divergence",
+    "ctc_loss",
     "LossShapeError",
     "gather_log_probs",
     "get_prune_ranges",
