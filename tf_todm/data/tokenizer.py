@@ -136,5 +136,6 @@ class Tokenizer:
         import tensorflow_text as tf_text
 
         if self._tf_tokenizer is None:
-            self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=self.model_proto, out_type=tf.int32)
+            with tf.init_scope():  # create the resource eagerly even when first called inside a graph
+                self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=self.model_proto, out_type=tf.int32)
         return self._tf_tokenizer.tokenize(strings)

@@ -1,0 +1,195 @@
+"""make_dataset on real espeak-ng speech files and a real SentencePiece model."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+from tf_todm.constants import BLANK_ID
+from tf_todm.data import features as F
+from tf_todm.data.manifest import Utterance
+from tf_todm.data.pipeline import (DataError, batch_seconds, default_bucket_boundaries_s, make_dataset,
+                                   utterance_seconds)
+from tf_todm.data.specaugment import SpecAugment
+from tf_todm.data.text import fortune_sentences, normalize_text
+from tf_todm.data.tokenizer import Tokenizer, train_tokenizer
+
+NUM_UTTERANCES = 13
+
+
+def speak(text, path, voice="en-us", rate=16000, channels=1):
+    cmd = (f"espeak-ng -v {voice} --stdout {json.dumps(text)} | "
+           f"sox -t wav - -r {rate} -c {channels} -b 16 {path}")
+    subprocess.run(cmd, shell=True, check=True, capture_output=True)
+    info = sf.info(str(path))
+    return info.frames / info.samplerate
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    texts = [t for t in (normalize_text(s) for s in fortune_sentences()[:400]) if t]
+    tokenizer = Tokenizer(train_tokenizer(texts, str(root / "tok"), 67))
+    spoken = sorted(texts[:NUM_UTTERANCES], key=len)[::-1]  # varied lengths
+    utterances = []
+    for i, text in enumerate(spoken):
+        path = root / f"u{i}.wav"
+        duration = speak(" ".join(text.split()[:12]), path, voice=["en-us", "en-gb", "en-sc"][i % 3])
+        utterances.append(Utterance(str(path), duration, " ".join(text.split()[:12])))
+    return root, tokenizer, utterances
+
+
+def collect(ds):
+    return [{k: v.numpy() for k, v in b.items()} for b in ds]
+
+
+def by_text(batches):
+    out = {}
+    for b in batches:
+        for i, text in enumerate(b["text"]):
+            out[text.decode()] = {k: b[k][i] for k in ("features", "feature_lengths", "labels", "label_lengths")}
+    return out
+
+
+def test_batches_hold_exact_features_and_labels(corpus):
+    _, tokenizer, utts = corpus
+    batches = collect(make_dataset(utts, tokenizer, batch_size=4, training=False))
+    layer = F.LogMelSpectrogram()
+    seen = by_text(batches)
+    assert sorted(seen) == sorted(u.text for u in utts)  # each utterance exactly once
+    for b in batches:
+        bsz = len(b["text"])
+        assert 1 <= bsz <= 4
+        assert b["features"].dtype == np.float32 and b["features"].shape[2] == 80
+        assert b["feature_lengths"].dtype == np.int32 and b["labels"].dtype == np.int32
+        assert b["features"].shape[1] == b["feature_lengths"].max()
+        assert b["labels"].shape[1] == b["label_lengths"].max()
+    for u in utts:
+        item = seen[u.text]
+        audio, _ = sf.read(u.audio_filepath, dtype="float32")
+        ref = layer(audio[None]).numpy()[0]
+        t = item["feature_lengths"]
+        assert t == F.frames_for_samples(len(audio)) == len(ref)
+        np.testing.assert_allclose(item["features"][:t], ref, atol=1e-4)
+        assert np.all(item["features"][t:] == 0.0)
+        ids = tokenizer.encode(u.text)[0]
+        assert item["label_lengths"] == len(ids)
+        assert list(item["labels"][: len(ids)]) == ids
+        assert np.all(item["labels"][len(ids):] == BLANK_ID)
+
+
+def test_deterministic_given_seed_and_reshuffled_per_epoch(corpus):
+    _, tokenizer, utts = corpus
+    spec = SpecAugment()
+    ds1 = make_dataset(utts, tokenizer, batch_size=3, training=True, seed=5, specaugment=spec,
+                       bucket_boundaries_s=[2.5])
+    ds2 = make_dataset(utts, tokenizer, batch_size=3, training=True, seed=5, specaugment=spec,
+                       bucket_boundaries_s=[2.5])
+    a_epochs = [collect(ds1), collect(ds1)]
+    b_epochs = [collect(ds2), collect(ds2)]
+    for a, b in zip(a_epochs, b_epochs):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            for k in x:
+                np.testing.assert_array_equal(x[k], y[k])
+    order = lambda batches: [t for b in batches for t in b["text"]]
+    assert order(a_epochs[0]) != order(a_epochs[1])
+    assert sorted(order(a_epochs[0])) == sorted(order(a_epochs[1]))
+    other = collect(make_dataset(utts, tokenizer, batch_size=3, training=True, seed=6, bucket_boundaries_s=[2.5]))
+    assert order(other) != order(a_epochs[0])
+
+
+def test_specaugment_only_in_training_and_only_masks(corpus):
+    _, tokenizer, utts = corpus
+    spec = SpecAugment(mask_value=0.0)
+    clean = by_text(collect(make_dataset(utts, tokenizer, batch_size=2, training=False, specaugment=spec)))
+    aug = by_text(collect(make_dataset(utts, tokenizer, batch_size=2, training=True, seed=1, specaugment=spec)))
+    num_changed = 0
+    for text, item in aug.items():
+        ref = clean[text]["features"]
+        t = item["feature_lengths"]
+        x = item["features"][:t]
+        changed = x != ref[:t]
+        assert np.all(x[changed] == 0.0)
+        num_changed += changed.sum()
+    assert num_changed > 0
+
+
+def test_shards_by_input_context_before_decoding(corpus):
+    _, tokenizer, utts = corpus
+    texts = []
+    for pid in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid, num_replicas_in_sync=2)
+        ds = make_dataset(utts, tokenizer, batch_size=4, training=True, input_context=ctx, seed=3)
+        assert ds.data_report.kept == utts[pid::2]
+        batches = collect(ds)
+        assert max(len(b["text"]) for b in batches) <= 2  # global batch 4 over 2 replicas
+        texts.append({t.decode() for b in batches for t in b["text"]})
+    assert not texts[0] & texts[1]
+    assert texts[0] | texts[1] == {u.text for u in utts}
+
+
+def test_max_batch_seconds_bounds_padded_audio(corpus):
+    _, tokenizer, utts = corpus
+    batches = collect(make_dataset(utts, tokenizer, max_batch_seconds=7.0, training=True, seed=0,
+                                   bucket_boundaries_s=[2.0, 3.0]))
+    assert sum(len(b["text"]) for b in batches) == len(utts)
+    for b in batches:
+        padded = len(b["text"]) * b["features"].shape[1] * 0.01
+        assert padded <= 7.0 or len(b["text"]) == 1
+    assert abs(sum(batch_seconds(b["feature_lengths"]) for b in batches) - utterance_seconds(utts)) < 0.01 * len(utts)
+
+
+def test_cached_features_and_flac_decoder_give_same_batches(corpus, tmp_path):
+    _, tokenizer, utts = corpus
+    ref = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=False)))
+    cached = make_dataset(utts, tokenizer, batch_size=4, training=True, seed=2, cache_features=True)
+    for text, item in by_text(collect(cached)).items():
+        np.testing.assert_array_equal(item["features"], ref[text]["features"][: len(item["features"])])
+    flacs = []
+    for u in utts[:4]:
+        audio, rate = sf.read(u.audio_filepath, dtype="int16")
+        path = tmp_path / (u.audio_filepath.split("/")[-1][:-4] + ".flac")
+        sf.write(str(path), audio, rate)
+        flacs.append(Utterance(str(path), u.duration, u.text))
+    ds = make_dataset(flacs, tokenizer, batch_size=4, training=False)
+    assert ds.data_report.decoder == "soundfile"
+    for text, item in by_text(collect(ds)).items():
+        t = item["feature_lengths"]
+        np.testing.assert_allclose(item["features"][:t], ref[text]["features"][:t], atol=1e-5)
+    with pytest.raises(ValueError, match="16-bit PCM WAV"):
+        make_dataset(flacs, tokenizer, batch_size=4, training=False, decoder="wav")
+
+
+def test_validation_names_the_entry_or_skips(corpus, tmp_path):
+    root, tokenizer, utts = corpus
+    speak("eight kilohertz", tmp_path / "r8k.wav", rate=8000)
+    speak("two channels", tmp_path / "stereo.wav", channels=2)
+    bad = [
+        (Utterance(str(tmp_path / "missing.wav"), 1.0, "hello"), "audio file does not exist"),
+        (Utterance(utts[0].audio_filepath, 1.0, "  "), "empty text"),
+        (Utterance(utts[1].audio_filepath, 1.0, "price in € now"), r"character\(s\) \['€'\]"),
+        (Utterance(str(tmp_path / "r8k.wav"), 1.0, "eight kilohertz"), "sample rate is 8000 Hz; expected 16000 Hz"),
+        (Utterance(str(tmp_path / "stereo.wav"), 1.0, "two channels"), "audio has 2 channels; expected mono"),
+    ]
+    for entry, pattern in bad:
+        mixed = utts[:3] + [entry] + utts[3:5]
+        with pytest.raises(DataError, match=rf"^utterance #3 \({entry.audio_filepath}\): {pattern}"):
+            make_dataset(mixed, tokenizer, batch_size=2, training=False)
+    mixed = utts[:4] + [b for b, _ in bad]
+    ds = make_dataset(mixed, tokenizer, batch_size=2, training=False, drop_bad="skip")
+    assert ds.data_report.num_dropped == len(bad)
+    assert sum(len(b["text"]) for b in collect(ds)) == 4
+    with pytest.raises(DataError, match="no usable utterances"):
+        make_dataset([b for b, _ in bad], tokenizer, batch_size=2, training=False, drop_bad="skip")
+    with pytest.raises(ValueError, match="exactly one of"):
+        make_dataset(utts, tokenizer, training=False)
+
+
+def test_default_bucket_boundaries():
+    assert default_bucket_boundaries_s([1.0, 2.0, 3.0, 4.0, 5.0], num_buckets=2) == [3.0]
+    assert default_bucket_boundaries_s([2.0] * 10) == []
+    b = default_bucket_boundaries_s(np.linspace(1, 9, 100))
+    assert len(b) == 7 and b == sorted(b)
