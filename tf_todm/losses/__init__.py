@@ -8,6 +8,7 @@ from tf_todm.losses.pruned_rnnt import (
     pruned_rnnt_loss_from_parts,
     rnnt_loss_simple,
 )
+from tf_todm.losses.representation import infonce_frame_loss, mse_representation_loss
 from tf_todm.losses.rnnt import (
     LossShapeError,
     gather_log_probs,
@@ -22,6 +23,8 @@ __all__ = [
     "ctc_loss",
     "LossShapeError",
     "gather_log_probs",
+    "infonce_frame_loss",
+    "mse_representation_loss",
     "get_prune_ranges",
     "pruned_rnnt_loss",
     "pruned_rnnt_loss_from_parts",
