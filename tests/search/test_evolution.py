@@ -1,0 +1,128 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
+from tf_todm.search.budgets import Budget
+from tf_todm.search.cost_model import AnalyticCostModel
+from tf_todm.search.evolution import InfeasibleBudgetError, random_search, search
+from tf_todm.search.toy import ToyWerEvaluator, toy_model_config, toy_space
+
+CFG = toy_model_config(input_dim=13, model_dim=12, num_blocks=2, ff_dim=24, num_heads=2, conv_dim=8,
+                       conv_kernel_size=5, subsampling_channels=5, predictor_dim=8, joiner_dim=8,
+                       vocab_size=7, chunk_size=4, left_context=6)
+SMALL_SPACE = SearchSpace((1, 2), (8, 16, 24), (1, 2), (4, 8), (4, 8), (4, 8))
+
+
+def _costs(cfg=CFG):
+    return AnalyticCostModel(cfg)  # exact parameter counts from count_params
+
+
+def _all_configs(space):
+    for n in space.num_blocks_choices:
+        block = list(itertools.product(space.ff_dim_choices, space.num_heads_choices, space.conv_dim_choices))
+        for blocks in itertools.product(block, repeat=n):
+            for p in space.predictor_dim_choices:
+                for j in space.joiner_dim_choices:
+                    yield SubnetConfig(n, tuple(b[0] for b in blocks), tuple(b[1] for b in blocks),
+                                       tuple(b[2] for b in blocks), p, j)
+
+
+def test_same_seed_same_history_and_other_seed_differs():
+    space = toy_space()
+    costs = _costs(toy_model_config())
+    lo, hi = costs(space.smallest()).params, costs(space.largest()).params
+    budget = Budget("mid", max_params=(lo + hi) // 2)
+    runs = [search(space, ToyWerEvaluator(space, noise_std=0.01), costs, budget, population=8,
+                   tournament=3, cycles=30, seed=seed) for seed in (5, 5, 6)]
+    assert runs[0].history == runs[1].history
+    assert runs[0].best == runs[1].best
+    assert runs[0].history != runs[2].history
+    assert len(runs[0].history) == 8 + 30
+
+
+def test_impossible_budget_names_budget_and_smallest_costs():
+    costs = _costs()
+    smallest = costs(SMALL_SPACE.smallest())
+    budget = Budget("too-small", max_params=smallest.params - 1)
+    with pytest.raises(InfeasibleBudgetError) as info:
+        search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, budget, cycles=3)
+    message = str(info.value)
+    assert "budget 'too-small' is impossible" in message
+    assert f"params={smallest.params} > {smallest.params - 1}" in message
+    assert f"int8_bytes={smallest.int8_bytes}" in message
+    assert "\n" not in message
+    with pytest.raises(InfeasibleBudgetError):
+        random_search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, budget, num_samples=3)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.6])
+def test_search_finds_the_brute_force_optimum_under_a_params_budget(fraction):
+    costs = _costs()
+    evaluator = ToyWerEvaluator(SMALL_SPACE)
+    configs = list(_all_configs(SMALL_SPACE))
+    assert len(configs) == 624
+    lo, hi = costs(SMALL_SPACE.smallest()).params, costs(SMALL_SPACE.largest()).params
+    budget = Budget("b", max_params=int(lo + fraction * (hi - lo)))
+    feasible = sorted((evaluator.wer(c), c.key(), c) for c in configs if costs(c).params <= budget.max_params)
+    assert feasible[1][0] - feasible[0][0] > 1e-6  # the optimum is unique
+    result = search(SMALL_SPACE, evaluator, costs, budget, population=12, tournament=4, cycles=150,
+                    seed=0)
+    assert result.best_config == feasible[0][2]
+    assert result.best_wer == pytest.approx(feasible[0][0])
+    # It did not just enumerate the space: the optimum came within the first third of the
+    # feasible set's size in evaluations.
+    evaluated_keys = [h["key"] for h in result.history if h["key"] and not h["cached"]]
+    assert evaluated_keys.index(feasible[0][1]) < len(feasible) / 3
+    assert evaluator.num_calls == result.num_evaluations
+    for e in result.evaluated:
+        assert SMALL_SPACE.contains(e.config)
+        assert e.costs.params <= budget.max_params
+
+
+def test_evaluation_cap_and_shared_cache():
+    costs = _costs()
+    budget = Budget("b", max_params=costs(SMALL_SPACE.largest()).params)
+    evaluator = ToyWerEvaluator(SMALL_SPACE)
+    cache = {}
+    first = search(SMALL_SPACE, evaluator, costs, budget, population=6, tournament=2, cycles=100,
+                   seed=1, max_evaluations=20, cache=cache)
+    assert first.num_evaluations == 20 == evaluator.num_calls
+    assert len(cache) == 20
+    again = search(SMALL_SPACE, evaluator, costs, budget, population=6, tournament=2, cycles=100,
+                   seed=1, max_evaluations=20, cache=cache)
+    # Same seed, same walk: the first run's steps come free from the cache, then 20 new ones.
+    assert again.history[:len(first.history)] == [dict(h, cached=True) for h in first.history]
+    assert again.num_evaluations == 20 and len(cache) == 40 == evaluator.num_calls
+    # best is monotone along the history and equals the minimum seen
+    best = [h["best_wer"] for h in first.history if h["key"]]
+    assert best == list(np.minimum.accumulate(best))
+    assert first.best_wer == min(e.wer for e in first.evaluated)
+
+
+def test_budget_that_only_the_smallest_meets_returns_it():
+    costs = _costs()
+    budget = Budget("tight", max_params=costs(SMALL_SPACE.smallest()).params)
+    result = search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, budget, population=4,
+                    tournament=2, cycles=5, seed=0, max_retries=20)
+    assert result.best_config == SMALL_SPACE.smallest()
+    assert {h["source"] for h in result.history} <= {"init", "rejected"}
+
+
+def test_random_search_draws_distinct_feasible_subnets():
+    costs = _costs()
+    lo, hi = costs(SMALL_SPACE.smallest()).params, costs(SMALL_SPACE.largest()).params
+    budget = Budget("b", max_params=(lo + hi) // 2)
+    result = random_search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, budget, num_samples=30, seed=2)
+    keys = [e.config.key() for e in result.evaluated]
+    assert len(keys) == len(set(keys)) == 30 == result.num_evaluations
+    assert all(e.costs.params <= budget.max_params for e in result.evaluated)
+
+
+def test_bad_arguments():
+    costs = _costs()
+    with pytest.raises(ValueError, match="tournament"):
+        search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, Budget("b"), population=2, tournament=3)
+    with pytest.raises(ValueError, match="max_evaluations"):
+        search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, Budget("b"), max_evaluations=0)
