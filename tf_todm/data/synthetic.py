@@ -20,6 +20,7 @@ Layout written under `out_dir`:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -97,8 +98,8 @@ def _f(base, rate, pitch):
 VOICES: tuple[Voice, ...] = (
     _e("en-us", "m1", 165, 45), _e("en-us", "f1", 170, 60), _e("en-us", "klatt", 185, 50),
     _e("en-us", "Andy", 175, 50), _e("en-us", "Annie", 160, 55), _e("en-us", "grandpa", 150, 40),
-    _e("en-gb", "m2", 175, 40), _e("en-gb", "f2", 165, 65), _e("en-gb", "david", 180, 50),
-    _e("en-gb", "linda", 170, 55), _e("en-gb", "aunty", 160, 50),
+    _e("en", "m2", 175, 40), _e("en", "f2", 165, 65), _e("en", "david", 180, 50),
+    _e("en", "linda", 170, 55), _e("en", "aunty", 160, 50),
     _e("en-gb-scotland", "m3", 160, 50), _e("en-gb-scotland", "f3", 175, 60),
     _e("en-gb-scotland", "robert", 170, 45), _e("en-gb-scotland", "steph", 165, 55),
     _e("en-gb-x-rp", "m4", 155, 45), _e("en-gb-x-rp", "f4", 170, 62), _e("en-gb-x-rp", "edward", 165, 50),
@@ -108,10 +109,10 @@ VOICES: tuple[Voice, ...] = (
     _e("en-gb-x-gbclan", "m6", 170, 48), _e("en-gb-x-gbclan", "f2", 180, 70), _e("en-gb-x-gbclan", "Lee", 160, 50),
     _e("en-gb-x-gbcwmd", "m7", 175, 42), _e("en-gb-x-gbcwmd", "f1", 160, 58), _e("en-gb-x-gbcwmd", "max", 185, 50),
     _e("en-us-nyc", "m2", 185, 55), _e("en-us-nyc", "f3", 175, 66), _e("en-us-nyc", "paul", 170, 50),
-    _e("en-us", "benjamin", 165, 50), _e("en-gb", "zac", 175, 52), _e("en-us", "klatt3", 170, 45),
+    _e("en-us", "benjamin", 165, 50), _e("en-us", "iven3", 175, 52), _e("en-us", "klatt3", 170, 45),
     _e("en-gb-scotland", "croak", 160, 45),
     _f("kal", 100, 100), _f("kal16", 100, 95), _f("kal16", 110, 125),
-    _f("awb", 100, 100), _f("awb", 112, 135), _f("rms", 90, 95), _f("rms", 105, 120),
+    _f("awb", 100, 100), _f("awb", 112, 150), _f("rms", 90, 95), _f("rms", 108, 140),
     _f("slt", 100, 165), _f("slt", 112, 205), _f("slt", 92, 230),
 )
 
@@ -299,6 +300,11 @@ def _estimate_seconds(text: str, voice: Voice, config: CorpusConfig) -> float:
     return speech + sum(config.silence_s_range)
 
 
+@functools.lru_cache(maxsize=4)
+def _open_pool(fortunes_dir: str | None) -> tuple[str, ...]:
+    return tuple(fortune_sentences(fortunes_dir) if fortunes_dir else fortune_sentences())
+
+
 @dataclasses.dataclass(frozen=True)
 class _Job:
     split: str
@@ -314,7 +320,7 @@ def plan_corpus(hours: float, seed: int, config: CorpusConfig = CorpusConfig(),
                 fortunes_dir: str | None = None) -> tuple[list[_Job], dict[str, list[Voice]], dict]:
     """Deterministic list of utterances to synthesise; also returns voices per split and pools."""
     voices = split_voices(seed, VOICES, config.voice_fractions)
-    open_pool = fortune_sentences(fortunes_dir) if fortunes_dir else fortune_sentences()
+    open_pool = _open_pool(fortunes_dir)
     open_split = split_sentences(seed * 7 + 2, open_pool, config.sentence_fractions)
     needed_commands = max(3000, int(hours * 3600 / 2.5))
     command_pool = command_sentences(seed * 7 + 3, min(needed_commands, 200_000))
