@@ -128,9 +128,6 @@ class Trainer:
         self.checkpointer = Checkpointer(os.path.join(out_dir, "ckpt"), self.model, self.optimizer,
                                          self.state, config.max_checkpoints_to_keep, self.is_chief)
         self.steps_per_epoch = int(task.steps_per_epoch(self.num_replicas))
-        if self.steps_per_epoch < 1:
-            raise ConfigError("training set is smaller than one global batch (steps_per_epoch=0); "
-                              "lower batch_size/max_batch_seconds or add data")
         total = config.num_epochs * self.steps_per_epoch
         self.total_steps = min(total, config.max_steps) if config.max_steps else total
         if self.is_chief:
@@ -197,10 +194,12 @@ class Trainer:
         take = self.steps_per_epoch
 
         def dataset_fn(input_context):
+            # A pipeline feeds num_replicas / num_pipelines replicas: that many batches per step.
+            per_step = input_context.num_replicas_in_sync // input_context.num_input_pipelines
             ds = self.task.make_dataset(input_context, epoch=epoch)
-            ds = ds.repeat().take(take)
+            ds = ds.repeat().take(take * per_step)
             if skip:
-                ds = ds.skip(skip)
+                ds = ds.skip(skip * per_step)
             return ds
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
@@ -230,6 +229,9 @@ class Trainer:
         `stop_after_steps` (for tests) stops after that many optimizer steps in this call.
         """
         cfg = self.config
+        if self.steps_per_epoch < 1:
+            raise ConfigError("training set is smaller than one global batch (steps_per_epoch=0); "
+                              "lower batch_size/max_batch_seconds or add data")
         restored = self.checkpointer.restore_latest()
         if restored:
             logging.info("resumed from %s at %s", restored, self.state.as_dict())
