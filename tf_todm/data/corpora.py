@@ -150,8 +150,6 @@ def load_tedlium(root: str, cache_dir: str | None = None) -> list[Utterance]:
             continue
         talk = segments[0][1]
         sph = os.path.join(sph_dir, talk + ".sph")
-        if not os.path.isfile(sph):
-            raise CorpusError(f"{stm_path}:{segments[0][0]}: talk audio {sph} does not exist")
         samples = None  # decoded lazily: fully cached talks are never read
         for line_number, seg_talk, speaker, start_s, end_s, text in segments:
             where = f"{stm_path}:{line_number}"
@@ -162,6 +160,8 @@ def load_tedlium(root: str, cache_dir: str | None = None) -> list[Utterance]:
             cached = os.path.isfile(out) and _num_frames(out) == last - first
             if not cached:
                 if samples is None:
+                    if not os.path.isfile(sph):
+                        raise CorpusError(f"{where}: talk audio {sph} does not exist")
                     try:
                         samples = audio_lib.load_audio(sph, SAMPLE_RATE_HZ, mix_to_mono=True)
                     except audio_lib.AudioError as e:
