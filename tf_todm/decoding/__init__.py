@@ -1,1 +1,7 @@
-"""tf_todm.decoding."""
+"""tf_todm.decoding: greedy (batched, graph), modified beam search and CTC greedy decoding."""
+
+from tf_todm.decoding.beam import beam_search
+from tf_todm.decoding.ctc import ctc_greedy_decode
+from tf_todm.decoding.greedy import greedy_decode, greedy_search
+
+__all__ = ["greedy_decode", "greedy_search", "beam_search", "ctc_greedy_decode"]
