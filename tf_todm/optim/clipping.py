@@ -12,7 +12,8 @@ The rule (icefall `ScaledAdam._get_clipping_scale`, re-derived from its descript
   `clipping_scale * median(window)`, doubled at the irregular steps. The window is the whole buffer,
   or at irregular step s the s largest entries of the sorted buffer (= the s norms recorded so far,
   the rest of the buffer still being zeros). The median is the sorted window's element at index
-  `(n // 4) * 2` (n = window size), as icefall computes it.
+  `(n // 4) * 2` (n = window size), as icefall computes it (the upper median for n = 100; below
+  the median for small windows, e.g. the 3rd smallest of 7).
 - Until the first refresh the threshold is +inf (no clipping). Gradients are scaled by
   `min(1, threshold / (tot_norm + 1e-20))`.
 
