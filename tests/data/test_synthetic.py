@@ -237,3 +237,30 @@ def test_voices_sound_different():
             assert outputs[0] != outputs[1], v.name
     f0 = np.array([_median_f0(x) for x in audio_a])
     assert np.sum(f0 < 130) >= 8 and np.sum(f0 > 170) >= 8, f0
+
+
+def test_render_utterance_noise_at_requested_snr_and_silence_padding():
+    voice = next(v for v in VOICES if v.engine == "espeak")
+    job = synthetic._Job("train", 0, "call maria on speaker", "command", voice, 1234, "x.wav")
+    babble = colored_noise(np.random.default_rng(0), 16000, 0.0)
+    quiet = dict(level_dbfs_range=(-40.0, -40.0), reverb_prob=0.0)  # no peak limiting, no reverb
+    clean, info_clean = synthetic.render_utterance(job, CorpusConfig(noise_prob=0.0, **quiet), babble)
+    noisy, info = synthetic.render_utterance(job, CorpusConfig(noise_prob=1.0, snr_db_range=(12.0, 12.0), **quiet),
+                                             babble)
+    assert info_clean == {"noise": "", "snr_db": None, "rt60_s": 0.0}
+    assert info["noise"] in synthetic.NOISE_TYPES and info["snr_db"] == pytest.approx(12.0)
+    speech = synthesize(voice, job.text)
+    # Speech power is measured over the speech only (not the padding), at the requested -40 dBFS.
+    assert len(clean) > len(speech) + 2 * int(0.05 * 16000) - 2
+    assert 10 * np.log10(np.sum(clean**2) / len(speech)) == pytest.approx(-40.0, abs=1e-6)
+    noise = noisy - clean
+    assert 10 * np.log10(np.sum(clean**2) / len(speech) / np.mean(noise**2)) == pytest.approx(12.0, abs=1e-6)
+    assert np.abs(clean[:int(0.05 * 16000)]).max() == 0.0
+
+
+def test_summary_counts_augmentation(corpora):
+    summary = corpora[2]
+    aug = summary["augmentation"]
+    assert aug["clean"] + sum(aug["noise"].values()) == summary["utterances"]
+    assert 0 <= aug["reverb"] <= summary["utterances"]
+    assert all(0.0 <= q <= 30.0 for q in aug["snr_db_quantiles_10_50_90"])
