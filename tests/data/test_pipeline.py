@@ -159,6 +159,8 @@ def test_cached_features_and_flac_decoder_give_same_batches(corpus, tmp_path):
     for text, item in by_text(collect(ds)).items():
         t = item["feature_lengths"]
         np.testing.assert_allclose(item["features"][:t], ref[text]["features"][:t], atol=1e-5)
+    assert make_dataset(utts[:4], tokenizer, batch_size=4, training=False, decoder="soundfile").data_report.decoder \
+        == "soundfile"
     with pytest.raises(ValueError, match="16-bit PCM WAV"):
         make_dataset(flacs, tokenizer, batch_size=4, training=False, decoder="wav")
 

@@ -75,7 +75,8 @@ def validate_utterances(utterances: Sequence[Utterance], tokenizer: Tokenizer, d
     """Checks every utterance before any dataset is built (file headers only, no decoding).
 
     Raises DataError naming the first bad entry (`drop_bad="raise"`), or drops and counts the bad
-    ones (`"skip"`). `decoder` is "wav" when every kept file is 16-bit PCM WAV, else "soundfile".
+    ones (`"skip"`). `decoder` is "wav" when every kept file is 16-bit PCM WAV, else "soundfile"
+    (`make_dataset` then records the decoder it actually used).
     """
     if drop_bad not in ("raise", "skip"):
         raise ValueError(f"make_dataset: drop_bad must be 'raise' or 'skip', got {drop_bad!r}")
@@ -260,7 +261,7 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
     options = tf.data.Options()
     options.deterministic = True
     ds = ds.with_options(options)
-    report.kept, report.num_samples = kept, num_samples
+    report.kept, report.num_samples, report.decoder = kept, num_samples, decoder
     ds.data_report = report
     return ds
 
