@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tf_todm.data.commands import command_sentences, sample_command, spoken_time
-from tf_todm.data.text import (FortuneError, fortune_sentences, normalize_text, number_to_words,
+from tf_todm.data.text import (FortuneError, expand_abbreviations, fortune_sentences, normalize_text, number_to_words,
                                ordinal_to_words, read_fortune_entries, split_sentences)
 
 _ALLOWED = re.compile(r"^([a-z]+('[a-z]+)*( [a-z]+('[a-z]+)*)*)?$")
@@ -87,14 +87,21 @@ def test_fortune_file_reader(tmp_path):
         "\t\t-- Old Proverb\n%\nShort.\n%\n"
         "It is 9 o'clock; the 2 of us were late again.\n%\n"
         "A fool and his money are soon parted.\n%\n"
-        + " ".join(["word"] * 25) + ".\n%\n")
+        + " ".join(["word"] * 25) + ".\n%\n"
+        "Dr. Smith met Mr. Jones at 5. IBM sells many PCs today.\n%\nDON'T PANIC, SAID THE BOOK.\n%\n")
     (d / "wisdom.dat").write_bytes(b"\x00binary")
     (d / "art").write_text("  /\\_/\\  ( o.o ) > ^ < cats are here\n%\n")
     entries = read_fortune_entries(str(d / "wisdom"))
     assert entries[0] == "A fool and his money are soon parted. Look before you leap!"
     assert split_sentences(entries[0]) == ["A fool and his money are soon parted.", "Look before you leap!"]
     assert fortune_sentences(str(d)) == ["a fool and his money are soon parted", "look before you leap",
-                                         "it is nine o'clock the two of us were late again"]
+                                         "it is nine o'clock the two of us were late again",
+                                         "doctor smith met mister jones at five", "don't panic said the book"]
+
+
+def test_expand_abbreviations():
+    assert expand_abbreviations("Dr. Who met Mr. X, e.g. here.") == "doctor Who met mister X, for example here."
+    assert expand_abbreviations("Drive on. Stop at the first st. Now.") == "Drive on. Stop at the first saint Now."
 
 
 def test_fortunes_missing_folder(tmp_path):

@@ -120,6 +120,15 @@ FORTUNES_DIR = "/usr/share/games/fortunes"
 _SKIPPED_FORTUNE_FILES = frozenset({"art", "ascii-art", "translate-me"})
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 _ATTRIBUTION_RE = re.compile(r"^\s*(--|-- |~~)")
+# Abbreviations are spelled out before sentence splitting, so "Mr. Smith" neither ends a sentence
+# nor leaves "mr" in a transcript that a TTS engine reads as "mister".
+_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "ms": "miz", "dr": "doctor", "st": "saint", "jr": "junior",
+                  "sr": "senior", "prof": "professor", "vs": "versus", "etc": "et cetera", "mt": "mount",
+                  "capt": "captain", "gen": "general", "gov": "governor", "sen": "senator", "rev": "reverend",
+                  "e.g": "for example", "i.e": "that is"}
+_ABBREVIATION_RE = re.compile(r"\b(" + "|".join(re.escape(a) for a in sorted(_ABBREVIATIONS, key=len, reverse=True))
+                              + r")\.", re.IGNORECASE)
+_ACRONYM_RE = re.compile(r"\b[A-Z]*[A-Z][A-Z]+[a-z]*\b")
 
 
 class FortuneError(ValueError):
@@ -149,9 +158,18 @@ def split_sentences(text: str) -> list[str]:
     return [p.strip() for p in _SENTENCE_END_RE.split(text) if p.strip()]
 
 
+def expand_abbreviations(text: str) -> str:
+    """"Dr. Who met Mr. X, e.g. here." -> "doctor Who met mister X, for example here."."""
+    return _ABBREVIATION_RE.sub(lambda m: _ABBREVIATIONS[m.group(1).lower()], text)
+
+
 def _looks_like_prose(sentence: str) -> bool:
+    """Mostly letters, and no acronyms ("IBM", "UNIX") unless the whole sentence is upper case:
+    TTS engines spell acronyms out, which the lower-cased transcript would not say."""
     letters = sum(c.isalpha() or c.isspace() for c in sentence)
-    return letters >= 0.85 * len(sentence)
+    if letters < 0.85 * len(sentence):
+        return False
+    return sentence.upper() == sentence or not _ACRONYM_RE.search(sentence)
 
 
 def fortune_sentences(fortunes_dir: str = FORTUNES_DIR, min_words: int = 3, max_words: int = 20) -> list[str]:
@@ -171,7 +189,7 @@ def fortune_sentences(fortunes_dir: str = FORTUNES_DIR, min_words: int = 3, max_
         if os.path.isfile(path + ".u8"):
             path += ".u8"
         for entry in read_fortune_entries(path):
-            for raw in split_sentences(entry):
+            for raw in split_sentences(expand_abbreviations(entry)):
                 if not _looks_like_prose(raw):
                     continue
                 sentence = normalize_text(raw)
