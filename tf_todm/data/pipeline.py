@@ -5,7 +5,7 @@ shorter than one frame, empty or unencodable text) → shard by `InputContext` �
 indices (seeded) → decode audio → log-mel → in-graph SentencePiece → bucket by length → padded
 batch → SpecAugment (stateless, seeded per batch) → prefetch.
 
-WAV files in 16-bit PCM are decoded in-graph with `tf.audio.decode_wav` (no GIL; ~1.2x the
+WAV files in 16-bit PCM are decoded in-graph with `tf.audio.decode_wav` (no GIL; 1.2-2.5x the
 throughput of `soundfile` via `tf.numpy_function` in experiments/benchmark_data.py); anything else
 (FLAC, OGG, SPHERE, float WAV) goes through `tf_todm.data.audio.load_audio` in a `tf.numpy_function`.
 """
