@@ -68,6 +68,7 @@ class SearchResult:
       num_evaluations: calls to the evaluator (cache misses) made by this search.
       num_rejected: candidates discarded because they broke the budget.
       wall_time_s: wall-clock duration of the search.
+      evaluation_time_s: the part of `wall_time_s` spent inside `evaluator.evaluate`.
     """
 
     budget: Budget
@@ -77,6 +78,7 @@ class SearchResult:
     num_evaluations: int
     num_rejected: int
     wall_time_s: float
+    evaluation_time_s: float = 0.0
 
     @property
     def best_config(self) -> SubnetConfig:
@@ -89,7 +91,8 @@ class SearchResult:
     def to_dict(self) -> dict:
         return {"budget": self.budget.to_dict(), "best": self.best.to_dict(),
                 "num_evaluations": self.num_evaluations, "num_rejected": self.num_rejected,
-                "wall_time_s": self.wall_time_s, "history": self.history,
+                "wall_time_s": self.wall_time_s, "evaluation_time_s": self.evaluation_time_s,
+                "history": self.history,
                 "evaluated": [e.to_dict() for e in self.evaluated]}
 
 
@@ -105,6 +108,7 @@ class _Scorer:
         self.seen: dict[str, EvaluatedSubnet] = {}
         self.num_evaluations = 0
         self.num_rejected = 0
+        self.evaluation_time_s = 0.0
 
     def cost(self, config: SubnetConfig) -> Costs:
         key = config.key()
@@ -126,7 +130,9 @@ class _Scorer:
         key = config.key()
         cached = key in self.cache
         if not cached:
+            start = time.perf_counter()
             wer = float(self.evaluator.evaluate(config))
+            self.evaluation_time_s += time.perf_counter() - start
             if not np.isfinite(wer):
                 raise ValueError(f"evaluator returned non-finite WER {wer!r} for subnet {key}")
             self.cache[key] = wer
@@ -162,6 +168,27 @@ def _sample_feasible(space: SearchSpace, rng: np.random.Generator, scorer: _Scor
     return None
 
 
+def budget_utilisation(costs: Costs, budget: Budget) -> float:
+    """max over the budget's limits of cost / limit (1.0 = on the boundary); params when unlimited."""
+    limits = budget.limits()
+    if not limits:
+        return float(costs.params)
+    return max(float(getattr(costs, field)) / limit for field, limit in limits.items())
+
+
+def _sample_initial(space, rng, scorer, max_retries, candidates) -> Optional[SubnetConfig]:
+    """Best-utilising of `candidates` feasible random draws (AlphaNet samples its initial
+    population inside a targeted cost range; larger subnets inside a budget are usually better)."""
+    drawn = []
+    for _ in range(candidates):
+        c = _sample_feasible(space, rng, scorer, max_retries)
+        if c is not None and c.key() not in scorer.seen:
+            drawn.append(c)
+    if not drawn:
+        return None
+    return max(drawn, key=lambda c: budget_utilisation(scorer.cost(c), scorer.budget))
+
+
 def _best(evaluated) -> EvaluatedSubnet:
     return min(evaluated, key=lambda e: (e.wer, e.costs.params, e.config.key()))
 
@@ -169,7 +196,7 @@ def _best(evaluated) -> EvaluatedSubnet:
 def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: Budget, *,
            population: int = 16, tournament: int = 4, cycles: int = 100, seed: int = 0,
            progress: bool = False, max_evaluations: Optional[int] = None, max_retries: int = 200,
-           mutate_prob: float = 0.2, crossover_prob: float = 0.5,
+           mutate_prob: float = 0.2, crossover_prob: float = 0.5, init_candidates: int = 1,
            cache: Optional[dict] = None) -> SearchResult:
     """Aging evolution for the lowest-WER subnet within `budget`.
 
@@ -187,6 +214,8 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
       max_retries: candidates drawn per slot before giving up on a feasible one.
       mutate_prob: per-gene re-draw probability of `SearchSpace.mutate`.
       crossover_prob: probability that a child comes from crossover (then mutation).
+      init_candidates: each initial member is the best budget-utilising of this many feasible
+        random draws (1 = plain uniform rejection sampling).
       cache: key -> WER dict shared across searches (e.g. across budgets); mutated in place.
     Raises:
       InfeasibleBudgetError: when no subnet can meet the budget.
@@ -213,7 +242,7 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
     members: collections.deque = collections.deque()  # of (config, wer), oldest first
     init = [space.smallest()]
     while len(init) < population:
-        candidate = _sample_feasible(space, rng, scorer, max_retries)
+        candidate = _sample_initial(space, rng, scorer, max_retries, init_candidates)
         if candidate is None:  # tight budget: walk from feasible members instead
             for _ in range(max_retries):
                 parent = init[int(rng.integers(len(init)))]
@@ -271,7 +300,8 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
     evaluated = list(scorer.seen.values())
     return SearchResult(budget=budget, best=_best(evaluated), history=history, evaluated=evaluated,
                         num_evaluations=scorer.num_evaluations, num_rejected=scorer.num_rejected,
-                        wall_time_s=time.perf_counter() - start)
+                        wall_time_s=time.perf_counter() - start,
+                        evaluation_time_s=scorer.evaluation_time_s)
 
 
 def random_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: Budget, *,
@@ -305,4 +335,5 @@ def random_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, b
     evaluated = list(scorer.seen.values())
     return SearchResult(budget=budget, best=_best(evaluated), history=history, evaluated=evaluated,
                         num_evaluations=scorer.num_evaluations, num_rejected=scorer.num_rejected,
-                        wall_time_s=time.perf_counter() - start)
+                        wall_time_s=time.perf_counter() - start,
+                        evaluation_time_s=scorer.evaluation_time_s)

