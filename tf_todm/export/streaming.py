@@ -221,6 +221,80 @@ class ConformerStreamAdapter:
         return self.model.joiner
 
 
+class TransducerStreamAdapter:
+    """Streaming view of a plain `tf_todm.models.Transducer` (an extracted subnet), built on its
+    layers' own `init_state` / `stream_step` (encoder) and `init_state` / `step` (predictor).
+
+    Named encoder states: `offset` [1] int32 (encoder frames done), `subsample_cache_1/2`, then per
+    block `k_cache_<b>`, `v_cache_<b>`, `conv_cache_<b>`. Predictor states: `lstm_h`/`lstm_c` or
+    `context` (stateless predictor). Needs `config.chunk_size`, `left_context` and `causal_conv`.
+    """
+
+    def __init__(self, model):
+        config = model.config
+        if config.chunk_size is None or config.left_context is None or not config.causal_conv:
+            raise ValueError(
+                "TransducerStreamAdapter: the model config needs chunk_size, left_context and "
+                f"causal_conv=True, got chunk_size={config.chunk_size}, left_context={config.left_context}, "
+                f"causal_conv={config.causal_conv}"
+            )
+        self.model = model
+        self.input_dim = int(config.input_dim)
+        self.chunk_size = int(config.chunk_size)
+        self.left_context = int(config.left_context)
+        self.encoder_frames_per_chunk = self.chunk_size
+        self.feature_frames_per_chunk = 4 * self.chunk_size
+        names = ["offset", "subsample_cache_1", "subsample_cache_2"]
+        for b in range(len(model.encoder.blocks)):
+            names += [f"k_cache_{b}", f"v_cache_{b}", f"conv_cache_{b}"]
+        self._enc_names = names
+        self._pred_names = ["lstm_h", "lstm_c"] if config.predictor_type == "lstm" else ["context"]
+
+    def encoder_state_specs(self):
+        init = self.model.encoder.init_state(1)
+        specs = collections.OrderedDict()
+        for name, t in zip(self._enc_names, init):
+            shape = [1] if name == "offset" else list(t.shape)
+            specs[name] = tf.TensorSpec(shape, t.dtype)
+        return specs
+
+    def encoder_stream_step(self, features, states):
+        state = tuple(tf.reshape(states[n], []) if n == "offset" else states[n] for n in self._enc_names)
+        enc, new = self.model.encoder.stream_step(features, state)
+        out = {n: (tf.reshape(t, [1]) if n == "offset" else t) for n, t in zip(self._enc_names, new)}
+        return enc, out
+
+    def encode_full(self, features):
+        """[1, T, F] -> [1, ceil(T/4), D], the chunk-masked full-sequence reference."""
+        t = int(features.shape[1])
+        enc, _ = self.model.encode(features, tf.constant([t], tf.int32))
+        return enc
+
+    def predictor_state_specs(self):
+        init = self.model.predictor.init_state(1)
+        return collections.OrderedDict(
+            (n, tf.TensorSpec(list(t.shape), t.dtype)) for n, t in zip(self._pred_names, init)
+        )
+
+    def predict_full(self, labels):
+        return self.model.predict(labels)
+
+    def predictor_stream_step(self, token, states):
+        pred, new = self.model.predictor.step(token, tuple(states[n] for n in self._pred_names))
+        return pred, dict(zip(self._pred_names, new))
+
+    @property
+    def joiner(self):
+        return self.model.joiner
+
+
+def make_adapter(model):
+    """`TransducerStreamAdapter` for a `Transducer`, else `ConformerStreamAdapter` (plain layers)."""
+    if hasattr(model, "config") and hasattr(getattr(model, "encoder", None), "stream_step"):
+        return TransducerStreamAdapter(model)
+    return ConformerStreamAdapter(model)
+
+
 # ---------------------------------------------------------------- the exported module
 
 
@@ -346,3 +420,71 @@ def chunk_audio(audio: np.ndarray, prime_samples: int, chunk_samples: int) -> li
     padded = np.zeros(n * chunk_samples, np.float32)
     padded[: len(body)] = body
     return [padded[i * chunk_samples:(i + 1) * chunk_samples][None] for i in range(n)]
+
+
+def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: int = 5, record=None):
+    """Greedy streaming decode with the TF module itself (reference for TFLite parity).
+
+    Returns (tokens, enc_proj [frames, J]). If `record` is a list, appends every signature call as
+    `(signature_name, inputs dict)` -- a representative dataset with realistic states.
+    """
+    enc_names, pred_names = list(module.encoder_states), list(module.predictor_states)
+    enc_states, pred_states = module.initial_states(audio)
+    if module.frontend is not None:
+        chunks = chunk_audio(audio, module.prime_samples, module.chunk_samples)
+    else:
+        feats = np.asarray(audio, np.float32)
+        n = max(1, -(-feats.shape[0] // module.chunk_frames))
+        padded = np.zeros((n * module.chunk_frames, feats.shape[1]), np.float32)
+        padded[: feats.shape[0]] = feats
+        chunks = [padded[None, i * module.chunk_frames:(i + 1) * module.chunk_frames] for i in range(n)]
+
+    def pred_call(token):
+        inputs = dict(token=np.array([token], np.int32), **pred_states)
+        if record is not None:
+            record.append(("predictor_step", inputs))
+        out = module.predictor_step(tf.constant(inputs["token"]), *[pred_states[n] for n in pred_names])
+        return {k: v.numpy() for k, v in out.items()}
+
+    pred = pred_call(0)
+    pred_states = {k: pred[k] for k in pred_names}
+    tokens, encs = [], []
+    for chunk in chunks:
+        if record is not None:
+            record.append(("encoder_step", {module.input_name: chunk, **enc_states}))
+        out = module.encoder_step(tf.constant(chunk), *[enc_states[n] for n in enc_names])
+        out = {k: v.numpy() for k, v in out.items()}
+        enc_states = {k: out[k] for k in enc_names}
+        enc = out["enc_proj"][0]
+        encs.append(enc)
+        for t in range(enc.shape[0]):
+            for _ in range(max_symbols):
+                if record is not None:
+                    record.append(("joiner_step", {"enc_proj": enc[t:t + 1], "pred_proj": pred["pred_proj"]}))
+                logits = module.joiner_step(enc[t:t + 1], pred["pred_proj"])["logits"].numpy()
+                k = int(np.argmax(logits[0]))
+                if k == 0:
+                    break
+                tokens.append(k)
+                pred = pred_call(k)
+                pred_states = {kk: pred[kk] for kk in pred_names}
+    return tokens, np.concatenate(encs)
+
+
+def representative_dataset(module: StreamingTransducer, audios, max_samples_per_signature: int = 200):
+    """Calibration samples for `convert` from real (training) audio: every signature's inputs as met
+    in a streaming run, states included. Returns a zero-argument generator function."""
+    records = []
+    for audio in audios:
+        stream_module(module, audio, record=records)
+    counts = collections.Counter()
+    kept = []
+    for name, inputs in records:
+        if counts[name] < max_samples_per_signature:
+            counts[name] += 1
+            kept.append((name, inputs))
+
+    def gen():
+        yield from kept
+
+    return gen

@@ -1,0 +1,265 @@
+"""On-device runners: LiteRT (streaming greedy transducer decoding) and TFLite-Micro.
+
+`LiteRTModel` wraps `ai_edge_litert.interpreter.Interpreter` with input validation (wrong name /
+shape / dtype -> `InputError` naming the signature, the input and what was expected).
+`StreamingRecognizer` is the loop an app copies: prime the pcm cache, feed fixed-size chunks to
+`encoder_step`, and for every encoder frame run `joiner_step` / `predictor_step` greedily (at most
+`max_symbols_per_frame` tokens per frame). `MicroModel` runs a single-signature full-int8 model in
+the TFLite-Micro Python interpreter and finds the smallest arena that allocates.
+
+Peak memory (`peak_rss_bytes`) is read from /proc/self/status VmHWM (the process' resident-set
+high-water mark), so callers measure it in a fresh subprocess (`measure_in_subprocess`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tf_todm.constants import BLANK_ID
+from tf_todm.export.op_report import ModelCheckError, parse_model
+
+
+class InputError(ValueError):
+    """A signature was called with a missing/unknown input or a wrong shape/dtype."""
+
+
+def load_model_bytes(path: str) -> bytes:
+    """Reads a .tflite file; raises ModelCheckError naming the file if it is not a TFLite model."""
+    if not os.path.isfile(path):
+        raise ModelCheckError(f"{path}: no such model file")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        parse_model(data)
+    except ModelCheckError as e:
+        raise ModelCheckError(f"{path}: {e}") from None
+    return data
+
+
+class LiteRTModel:
+    """A `.tflite` model in LiteRT with validated signature calls.
+
+    Args:
+      model: path or flatbuffer bytes. num_threads: CPU threads (1 for the RTF contract).
+    """
+
+    def __init__(self, model: str | bytes, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        data = load_model_bytes(model) if isinstance(model, str) else bytes(model)
+        if not isinstance(model, str):
+            parse_model(data)
+        self.model_bytes = data
+        self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
+        self.signature_names = sorted(self.interpreter.get_signature_list())
+        self._runners = {n: self.interpreter.get_signature_runner(n) for n in self.signature_names}
+        self.input_details = {n: r.get_input_details() for n, r in self._runners.items()}
+        self.output_details = {n: r.get_output_details() for n, r in self._runners.items()}
+
+    def run(self, signature: str, **inputs) -> dict:
+        """Validates `inputs` against the signature, runs it, returns {output name: array}."""
+        if signature not in self._runners:
+            raise InputError(f"no signature {signature!r}; the model has {self.signature_names}")
+        expected = self.input_details[signature]
+        missing = sorted(set(expected) - set(inputs))
+        unknown = sorted(set(inputs) - set(expected))
+        if missing or unknown:
+            raise InputError(f"signature {signature!r}: missing inputs {missing}, unknown inputs {unknown}")
+        for name, value in inputs.items():
+            detail = expected[name]
+            arr = np.asarray(value)
+            want_shape = tuple(int(d) for d in detail["shape"])
+            want_dtype = np.dtype(detail["dtype"])
+            if arr.shape != want_shape or arr.dtype != want_dtype:
+                raise InputError(
+                    f"signature {signature!r} input {name!r}: expected shape {list(want_shape)} "
+                    f"{want_dtype.name}, got shape {list(arr.shape)} {arr.dtype.name}"
+                )
+        return self._runners[signature](**inputs)
+
+
+@dataclasses.dataclass
+class StreamResult:
+    """tokens: decoded ids; chunk_latency_s: wall time per chunk (encoder + decoding);
+    audio_s: audio duration; compute_s: total compute; rtf = compute_s / audio_s."""
+
+    tokens: list
+    chunk_latency_s: list
+    audio_s: float
+    compute_s: float
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_s / max(self.audio_s, 1e-9)
+
+
+class StreamingRecognizer:
+    """Greedy streaming transducer decoding over a LiteRT model exported by `StreamingTransducer`.
+
+    Args:
+      model: `LiteRTModel` (or path). sidecar: the model's sidecar dict (`sidecar.load_sidecar`).
+      max_symbols_per_frame: cap on emitted tokens per encoder frame.
+    """
+
+    def __init__(self, model, sidecar: dict, max_symbols_per_frame: int = 5):
+        self.model = model if isinstance(model, LiteRTModel) else LiteRTModel(model)
+        self.streaming = sidecar["streaming"]
+        self.sample_rate_hz = int(sidecar["sample_rate_hz"])
+        self.max_symbols = int(max_symbols_per_frame)
+        for name in ("encoder_step", "predictor_step", "joiner_step"):
+            if name not in self.model.signature_names:
+                raise ModelCheckError(f"model has no {name!r} signature (has {self.model.signature_names})")
+
+    def _zeros(self, specs):
+        return {k: np.zeros(v["shape"], np.dtype(v["dtype"])) for k, v in specs.items()}
+
+    def recognize(self, audio: np.ndarray) -> StreamResult:
+        """audio: float32 [N] 16 kHz mono in [-1, 1] -> StreamResult."""
+        info = self.streaming
+        audio = np.asarray(audio, np.float32)
+        if audio.ndim != 1:
+            raise InputError(f"recognize: expected mono audio [N], got shape {list(audio.shape)}")
+        prime, chunk = int(info["prime_samples"]), int(info["chunk_samples"])
+        enc_states = self._zeros(info["encoder_states"])
+        pred_states = self._zeros(info["predictor_states"])
+        if "pcm_cache" in enc_states:
+            head = audio[:prime]
+            enc_states["pcm_cache"][0, : len(head)] = head
+        body = audio[prime:]
+        num_chunks = max(1, -(-len(body) // chunk))
+        padded = np.zeros(num_chunks * chunk, np.float32)
+        padded[: len(body)] = body
+        tokens, latencies = [], []
+        start_all = time.perf_counter()
+        pred = self.model.run("predictor_step", token=np.array([BLANK_ID], np.int32), **pred_states)
+        pred_states = {k: pred[k] for k in pred_states}
+        for i in range(num_chunks):
+            t0 = time.perf_counter()
+            out = self.model.run("encoder_step", audio=padded[None, i * chunk:(i + 1) * chunk], **enc_states)
+            enc_states = {k: out[k] for k in enc_states}
+            enc = out["enc_proj"][0]
+            for t in range(enc.shape[0]):
+                for _ in range(self.max_symbols):
+                    logits = self.model.run("joiner_step", enc_proj=enc[t:t + 1], pred_proj=pred["pred_proj"])["logits"]
+                    k = int(np.argmax(logits[0]))
+                    if k == BLANK_ID:
+                        break
+                    tokens.append(k)
+                    pred = self.model.run("predictor_step", token=np.array([k], np.int32), **pred_states)
+                    pred_states = {kk: pred[kk] for kk in pred_states}
+            latencies.append(time.perf_counter() - t0)
+        compute = time.perf_counter() - start_all
+        return StreamResult(tokens, latencies, len(audio) / self.sample_rate_hz, compute)
+
+
+# ---------------------------------------------------------------- TFLite-Micro
+
+
+class MicroModel:
+    """A single-subgraph (static shapes, builtin, usually full-int8) model in TFLite-Micro.
+
+    TFLM has no signature runner: inputs/outputs go by index in the subgraph's order.
+    Args: model bytes; arena_size bytes (None: smallest that allocates, found by `min_arena_size`).
+    """
+
+    def __init__(self, model_bytes: bytes, arena_size: int | None = None):
+        from tflite_micro.python.tflite_micro import runtime
+
+        parse_model(model_bytes)
+        self.model_bytes = bytes(model_bytes)
+        self.arena_size = arena_size or min_arena_size(self.model_bytes)
+        self.interpreter = runtime.Interpreter.from_bytes(self.model_bytes, arena_size=self.arena_size)
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        for i, x in enumerate(inputs):
+            d = self.interpreter.get_input_details(i)
+            arr = np.asarray(x)
+            if tuple(arr.shape) != tuple(d["shape"]) or arr.dtype != np.dtype(d["dtype"]):
+                raise InputError(f"TFLM input {i}: expected shape {list(d['shape'])} {np.dtype(d['dtype']).name}, "
+                                 f"got shape {list(arr.shape)} {arr.dtype.name}")
+            self.interpreter.set_input(arr, i)
+        self.interpreter.invoke()
+        outs, i = [], 0
+        while True:
+            try:
+                outs.append(np.array(self.interpreter.get_output(i)))
+            except Exception:
+                break
+            i += 1
+        return outs
+
+
+def min_arena_size(model_bytes: bytes, lo: int = 1024, hi: int | None = None, step: int = 1024) -> int:
+    """Smallest arena (bytes, multiple of `step`) in which TFLM allocates and runs the model once."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    def ok(size):
+        try:
+            it = runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=size)
+            it.invoke()
+            return True
+        except Exception:
+            return False
+
+    hi = hi or max(64 * 1024, 20 * len(model_bytes))
+    if not ok(hi):
+        raise ModelCheckError(f"TFLM cannot allocate/run the model even with a {hi}-byte arena")
+    lo = max(step, lo)
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+# ---------------------------------------------------------------- memory
+
+
+def peak_rss_bytes() -> int:
+    """VmHWM of this process (resident-set high-water mark) in bytes, from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("VmHWM not found in /proc/self/status")
+
+
+_MEASURE = r"""
+import json, sys, numpy as np
+from tf_todm.export.runtime import peak_rss_bytes
+base = peak_rss_bytes()
+from tf_todm.export.runtime import StreamingRecognizer, LiteRTModel
+sidecar = json.load(open(sys.argv[2]))
+audio = np.load(sys.argv[3])
+after_import = peak_rss_bytes()
+rec = StreamingRecognizer(LiteRTModel(sys.argv[1], num_threads=1), sidecar)
+rec.recognize(audio)
+print(json.dumps({"baseline_bytes": base, "after_import_bytes": after_import, "peak_bytes": peak_rss_bytes()}))
+"""
+
+
+def measure_in_subprocess(model_path: str, sidecar_path: str, audio: np.ndarray, tmp_dir: str) -> dict:
+    """Runs one recognition in a fresh Python and returns its VmHWM numbers.
+
+    `model_delta_bytes` = peak - after imports: the model load + streaming run cost.
+    """
+    audio_path = os.path.join(tmp_dir, "_measure_audio.npy")
+    np.save(audio_path, np.asarray(audio, np.float32))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, model_path, sidecar_path, audio_path],
+                          capture_output=True, text=True, env=env, timeout=600,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["model_delta_bytes"] = result["peak_bytes"] - result["after_import_bytes"]
+    return result
