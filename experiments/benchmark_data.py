@@ -30,6 +30,8 @@ _VOCAB = flags.DEFINE_integer("vocab_size", 128, "SentencePiece vocabulary (trai
 _WARMUP = flags.DEFINE_integer("warmup_batches", 3, "Batches (or steps) before timing starts.")
 _BATCHES = flags.DEFINE_integer("num_batches", 30, "Timed pipeline batches per variant.")
 _STEPS = flags.DEFINE_integer("num_steps", 3, "Timed forward+backward steps.")
+_CONFIG = flags.DEFINE_string("model_config_json", None,
+                              "TransducerConfig JSON of the model to time (default: TransducerConfig() = the supernet).")
 _STAND_IN = flags.DEFINE_bool("force_stand_in", False, "Time the Keras stand-in even if the Transducer imports.")
 _OUTPUT = flags.DEFINE_string("output_json", None, "Where to write the JSON result.")
 
@@ -72,7 +74,11 @@ def transducer_step(vocab_size):
     from tf_todm.models.config import TransducerConfig
     from tf_todm.models.transducer import Transducer
 
-    config = TransducerConfig(vocab_size=vocab_size)
+    if _CONFIG.value:
+        with open(_CONFIG.value) as f:
+            config = TransducerConfig.from_json(f.read()).replace(vocab_size=vocab_size)
+    else:
+        config = TransducerConfig(vocab_size=vocab_size)
     model = Transducer(config)
 
     @tf.function(reduce_retracing=True)
@@ -86,7 +92,7 @@ def transducer_step(vocab_size):
         grads = tape.gradient(loss, model.trainable_variables)
         return loss, grads
 
-    label = (f"Transducer default config (d={config.model_dim}, {config.num_blocks} blocks, "
+    label = (f"Transducer {'--model_config_json' if _CONFIG.value else 'default config'} (d={config.model_dim}, {config.num_blocks} blocks, "
              f"{config.predictor_type} predictor), full-lattice rnnt_loss")
     return step, model.count_params(), label
 
