@@ -49,6 +49,8 @@ CONFIGS = {
     # param_max_rms cap binding: gradients shrink-opposed (-p), max rms just above the start rms.
     "max_rms_cap": dict(kwargs=dict(param_max_rms=1.02, size_update_period=2, learning_rate=0.3),
                         boost=(), scalar0=-0.5, grow=True),
+    # learned-scale step beyond +-0.1 (lr * scalar_lr_scale * S = 0.2): the clamp binds.
+    "scale_clamp": dict(kwargs=dict(learning_rate=0.5), boost=(), scalar0=1.0, shrink=True),
 }
 
 
@@ -75,6 +77,8 @@ def _run_both(name, num_steps=12, seed=0):
         grads = _grads_for(step, shapes, rng, cfg["boost"])
         if cfg.get("grow"):
             grads[0] = -np.asarray(variables[0].numpy(), np.float64) + 0.01 * grads[0]
+        if cfg.get("shrink"):
+            grads[0] = np.asarray(variables[0].numpy(), np.float64) + 0.01 * grads[0]
         if name == "short_periods_eden":
             grads[2] = np.array(-1.0)  # pushes the scalar up against scalar_max
         opt.apply([tf.constant(g, tf.float32) for g in grads], variables)
@@ -90,7 +94,7 @@ def test_golden_table_against_numpy(name):
         np.testing.assert_allclose(v.numpy(), r, rtol=2e-5, atol=1e-6)
     ref_factors, tf_factors = zip(*rows)
     np.testing.assert_allclose(tf_factors, ref_factors, rtol=1e-5)
-    if name != "max_rms_cap":
+    if name not in ("max_rms_cap", "scale_clamp"):
         assert min(ref_factors) < 0.9, "the table must include a clipped step"
     # slots against the reference state
     for i, st in enumerate(reference.state):
@@ -104,6 +108,26 @@ def test_golden_table_against_numpy(name):
         assert reference.hits["min_rms"] > 0  # the tiny vector's scale step was zeroed
     if name == "max_rms_cap":
         assert reference.hits["max_rms"] > 0  # the param_max_rms cap bound at least once
+    if name == "scale_clamp":
+        assert reference.hits["clamp"] > 0
+
+
+def test_long_run_past_bias_correction_cutoff_and_regular_refreshes():
+    # 1 - 0.98^(t+1) reaches 0.99 at t = 227; thresholds refresh at 10, 20, 40, 100, 200.
+    rng = np.random.default_rng(11)
+    init = [rng.standard_normal((2, 3)), np.array(0.4)]
+    variables = [keras.Variable(x.astype(np.float32)) for x in init]
+    opt = ScaledAdam(learning_rate=0.02)
+    reference = ref.RefScaledAdam([x.astype(np.float32) for x in init], lr=0.02)
+    apply = tf.function(lambda g: opt.apply(g, variables))
+    for step in range(240):
+        grads = [rng.standard_normal(x.shape) * (6.0 if step % 37 == 36 else 1.0) for x in init]
+        apply([tf.constant(g, tf.float32) for g in grads])
+        reference.step([g.astype(np.float32) for g in grads], global_step=step)
+    assert min(reference.factors) < 0.9
+    for v, r in zip(variables, reference.params):
+        np.testing.assert_allclose(v.numpy(), r, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(opt._exp_avg_sqs[0].numpy(), reference.state[0]["v"], rtol=1e-4)
 
 
 def test_tf_function_matches_eager():
