@@ -213,3 +213,53 @@ def test_tiny_keras_model_loss_decreases():
     last = model.evaluate(x, y, verbose=0)
     assert last < 0.3 * first, (first, last)
     assert int(model.optimizer.num_skipped_steps.numpy()) == 0
+
+
+def _train(opt, variables, grads_list):
+    apply = tf.function(lambda g: opt.apply(g, variables))
+    for grads in grads_list:
+        apply([tf.constant(g, tf.float32) for g in grads])
+
+
+def test_checkpoint_round_trip_resumes_identically(tmp_path):
+    rng = np.random.default_rng(21)
+    init = [rng.standard_normal((3, 4)), rng.standard_normal(5), np.array(0.1)]
+    grads = [[rng.standard_normal(x.shape) for x in init] for _ in range(14)]
+    grads[5][1][0] = np.nan  # one skipped step before the checkpoint
+
+    def fresh():
+        variables = [keras.Variable(x.astype(np.float32)) for x in init]
+        opt = ScaledAdam(learning_rate=0.05, size_update_period=3, clipping_update_period=4)
+        opt.build(variables)
+        return variables, opt
+
+    straight_vars, straight_opt = fresh()
+    _train(straight_opt, straight_vars, grads)
+
+    first_vars, first_opt = fresh()
+    _train(first_opt, first_vars, grads[:8])
+    path = tf.train.Checkpoint(optimizer=first_opt, variables=first_vars).write(str(tmp_path / "ckpt"))
+    resumed_vars, resumed_opt = fresh()
+    tf.train.Checkpoint(optimizer=resumed_opt, variables=resumed_vars).read(path).assert_consumed()
+    assert int(resumed_opt.num_skipped_steps.numpy()) == 1
+    _train(resumed_opt, resumed_vars, grads[8:])
+    for a, b in zip(straight_vars, resumed_vars):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(straight_opt.variables, resumed_opt.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_gradient_accumulation_equals_mean_gradient_steps():
+    rng = np.random.default_rng(8)
+    init = [rng.standard_normal((3, 4)), np.array(0.3)]
+    micro = [[rng.standard_normal(x.shape) for x in init] for _ in range(8)]
+    acc_vars = [keras.Variable(x.astype(np.float32)) for x in init]
+    acc_opt = ScaledAdam(learning_rate=0.05, clipping_update_period=3, gradient_accumulation_steps=2)
+    _train(acc_opt, acc_vars, micro)
+    reference = ref.RefScaledAdam([x.astype(np.float32) for x in init], lr=0.05,
+                                  clipping_update_period=3)
+    for k in range(4):
+        mean = [(a.astype(np.float32) + b.astype(np.float32)) / 2 for a, b in zip(micro[2 * k], micro[2 * k + 1])]
+        reference.step(mean, global_step=k)
+    for v, r in zip(acc_vars, reference.params):
+        np.testing.assert_allclose(v.numpy(), r, rtol=2e-5, atol=1e-6)
