@@ -264,3 +264,16 @@ def test_summary_counts_augmentation(corpora):
     assert aug["clean"] + sum(aug["noise"].values()) == summary["utterances"]
     assert 0 <= aug["reverb"] <= summary["utterances"]
     assert all(0.0 <= q <= 30.0 for q in aug["snr_db_quantiles_10_50_90"])
+
+
+def test_rerun_smaller_removes_stale_audio_of_ours_only(tmp_path):
+    out = str(tmp_path)
+    os.makedirs(os.path.join(out, "audio", "train"))
+    stale = os.path.join(out, "audio", "train", "train_009999.wav")
+    mine = os.path.join(out, "audio", "train", "notes.txt")
+    for p in (stale, mine):
+        with open(p, "w") as f:
+            f.write("x")
+    summary = generate_corpus(out, 0.002, seed=4, num_workers=1, progress=False)
+    assert not os.path.exists(stale) and os.path.exists(mine)
+    assert len(_hashes(out)) == summary["utterances"] + 1

@@ -26,6 +26,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -442,6 +443,15 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _remove_stale_audio(out_dir: str, keep: set[str]) -> None:
+    """Deletes `audio/{split}/{split}_NNNNNN.wav` left by an earlier, larger run (only our own names)."""
+    for split in SPLITS:
+        folder = os.path.join(out_dir, "audio", split)
+        for name in os.listdir(folder):
+            if re.fullmatch(rf"{split}_\d{{6}}\.wav", name) and f"audio/{split}/{name}" not in keep:
+                os.remove(os.path.join(folder, name))
+
+
 def _write_jsonl(path: str, records: list[dict]) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -502,6 +512,7 @@ def generate_corpus(out_dir: str, hours: float, seed: int, num_workers: int | No
                 augmentations.append(info)
                 bar.update(n / SAMPLE_RATE_HZ)
     shutil.rmtree(os.path.join(out_dir, ".tmp"), ignore_errors=True)
+    _remove_stale_audio(out_dir, {j.rel_path for j in jobs})
     wall_s = time.monotonic() - start
 
     summary = {"seed": seed, "requested_hours": hours, "splits": {}, "domains": {},
