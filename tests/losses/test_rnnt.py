@@ -75,11 +75,11 @@ def make_batch(rng, batch, frames, num_labels, vocab, blank=0, scale=2.0):
     return logits, labels
 
 
-def loss_and_grad(logits, labels, logit_lengths, label_lengths, blank=0):
+def loss_and_grad(logits, labels, logit_lengths, label_lengths, blank=0, jit=True):
     x = tf.constant(logits)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = rnnt.rnnt_loss(x, labels, logit_lengths, label_lengths, blank=blank)
+        loss = rnnt.rnnt_loss(x, labels, logit_lengths, label_lengths, blank=blank, jit=jit)
         total = tf.reduce_sum(loss * tf.constant([1.0, 0.5, 2.0][: logits.shape[0]]))
     return loss.numpy(), tape.gradient(total, x).numpy()
 
@@ -96,13 +96,14 @@ def test_value_matches_brute_force(blank):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
-def test_gradient_matches_float64_finite_differences():
+@pytest.mark.parametrize("jit", [True, False])
+def test_gradient_matches_float64_finite_differences(jit):
     rng = np.random.default_rng(2)
     logits, labels = make_batch(rng, 2, 3, 2, 5)
     logit_lengths = np.array([3, 2], np.int32)
     label_lengths = np.array([2, 1], np.int32)
     weights = np.array([1.0, 0.5])
-    _, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths)
+    _, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths, jit=jit)
 
     def total(x):
         return sum(weights[b] * numpy_dp_nll(x[b], labels[b], logit_lengths[b],
@@ -136,17 +137,19 @@ def test_gradient_matches_naive_autodiff():
     np.testing.assert_allclose(grad, tape.gradient(total, x).numpy(), atol=1e-5)
 
 
-def test_padding_invariance_with_garbage():
+@pytest.mark.parametrize("jit", [True, False])
+def test_padding_invariance_with_garbage(jit):
     rng = np.random.default_rng(4)
     logits, labels = make_batch(rng, 3, 3, 2, 7)
     logit_lengths = np.array([3, 2, 1], np.int32)
     label_lengths = np.array([2, 1, 2], np.int32)
-    loss, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths)
+    loss, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths, jit=jit)
     big_logits = (rng.normal(size=(3, 6, 5, 7)) * 50).astype(np.float32)
     big_logits[:, :3, :3] = logits
     big_labels = rng.integers(0, 7, size=(3, 4)).astype(np.int32)
     big_labels[:, :2] = labels
-    big_loss, big_grad = loss_and_grad(big_logits, big_labels, logit_lengths, label_lengths)
+    big_loss, big_grad = loss_and_grad(big_logits, big_labels, logit_lengths, label_lengths,
+                                       jit=jit)
     np.testing.assert_allclose(big_loss, loss, rtol=1e-6)
     np.testing.assert_allclose(big_grad[:, :3, :3], grad, atol=1e-7)
     mask = np.zeros(big_grad.shape, bool)

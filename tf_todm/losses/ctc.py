@@ -18,7 +18,7 @@ def ctc_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID):
     Returns:
       float32 [B] NLL (inf when an utterance is too short for its labels, as in TF).
     """
-    logits = tf.convert_to_tensor(logits, tf.float32)
+    logits = tf.cast(logits, tf.float32)
     labels = tf.convert_to_tensor(labels, tf.int32)
     check_rank("logits", logits, 3, "ctc_loss")
     check_rank("labels", labels, 2, "ctc_loss")

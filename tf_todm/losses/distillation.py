@@ -82,8 +82,8 @@ def alpha_divergence(teacher_logits, student_logits, alpha, mask=None, iw_clip=5
       float32 [B]: the divergence value; its gradient w.r.t. student_logits is the AlphaNet
       surrogate gradient `-sum q rho grad(log q)` (averaged the same way).
     """
-    teacher_logits = tf.convert_to_tensor(teacher_logits, tf.float32)
-    student_logits = tf.convert_to_tensor(student_logits, tf.float32)
+    teacher_logits = tf.cast(teacher_logits, tf.float32)
+    student_logits = tf.cast(student_logits, tf.float32)
     if teacher_logits.shape.rank != student_logits.shape.rank:
         raise LossShapeError(
             f"alpha_divergence: teacher_logits rank {teacher_logits.shape.rank} != "

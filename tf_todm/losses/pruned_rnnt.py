@@ -29,8 +29,8 @@ from tf_todm.losses.rnnt import (
     check_rank,
     gather_log_probs,
     node_symbols,
-    transducer_forward_backward,
     transducer_nll,
+    transducer_nll_and_occupancy,
 )
 
 
@@ -72,14 +72,13 @@ def rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths, blank=BLANK_I
       differentiable w.r.t. am and lm; the occupancies are constants (they equal minus the
       gradient of the loss w.r.t. the lattice log-probs, k2's `px_grad` / `py_grad`).
     """
-    am = tf.convert_to_tensor(am, tf.float32)
-    lm = tf.convert_to_tensor(lm, tf.float32)
+    am = tf.cast(am, tf.float32)
+    lm = tf.cast(lm, tf.float32)
     check_rank("am", am, 3, "rnnt_loss_simple")
     check_rank("lm", lm, 3, "rnnt_loss_simple")
     blank_lp, label_lp = simple_lattice_log_probs(am, lm, labels, blank)
-    loss = transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths)
-    _, occ_blank, occ_label = transducer_forward_backward(
-        tf.stop_gradient(blank_lp), tf.stop_gradient(label_lp), logit_lengths, label_lengths)
+    loss, occ_blank, occ_label = transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths,
+                                                              label_lengths)
     return loss, (occ_blank, occ_label)
 
 
@@ -163,25 +162,26 @@ def band_to_lattice(band_values, ranges, label_lengths, width):
 
 
 def pruned_rnnt_loss(pruned_logits, ranges, labels, logit_lengths, label_lengths,
-                     blank=BLANK_ID):
+                     blank=BLANK_ID, jit=True):
     """Exact RNN-T loss over the alignments that stay inside the band `ranges`.
 
     Args:
       pruned_logits: float32 [B, T, S, V], joiner output at nodes (t, ranges[b, t, s]).
       ranges: int32 [B, T, S] from `get_prune_ranges` (consecutive label positions per frame).
       labels: int32 [B, U]; logit_lengths, label_lengths: int32 [B].
+      jit: XLA-fuse the vocabulary-axis work (see `rnnt.gather_log_probs`).
 
     Returns:
       float32 [B] NLL, >= the exact loss; equal when the band covers every node.
     """
-    pruned_logits = tf.convert_to_tensor(pruned_logits, tf.float32)
+    pruned_logits = tf.cast(pruned_logits, tf.float32)
     check_rank("pruned_logits", pruned_logits, 4, "pruned_rnnt_loss")
     check_rank("ranges", ranges, 3, "pruned_rnnt_loss")
     ranges = tf.cast(ranges, tf.int32)
     labels = tf.convert_to_tensor(labels, tf.int32)
     width = tf.shape(labels)[1] + 1
     symbols = tf.gather(node_symbols(labels, width), ranges, batch_dims=1)  # (B, T, S)
-    blank_band, label_band = gather_log_probs(pruned_logits, symbols, blank)
+    blank_band, label_band = gather_log_probs(pruned_logits, symbols, blank, jit=jit)
     blank_lp = band_to_lattice(blank_band, ranges, label_lengths, width)
     label_lp = band_to_lattice(label_band, ranges, label_lengths, width)
     return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths)
@@ -193,7 +193,7 @@ def gather_band(pred_proj, ranges):
 
 
 def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, logit_lengths,
-                                label_lengths, prune_range=5, blank=BLANK_ID):
+                                label_lengths, prune_range=5, blank=BLANK_ID, jit=True):
     """Simple loss + pruned loss in one call, for the trainer.
 
     Args:
@@ -204,6 +204,7 @@ def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, lo
       am: float32 [B, T, V], lm: float32 [B, U+1, V] (`simple_heads(enc, pred)`).
       labels: int32 [B, U]; logit_lengths, label_lengths: int32 [B].
       prune_range: python int S, band width (k2 recipes use 5).
+      blank: blank id. jit: XLA-fuse the vocabulary-axis work of the pruned loss.
 
     Returns:
       (simple_loss [B], pruned_loss [B], ranges int32 [B, T, S]). Typical training objective:
@@ -218,5 +219,6 @@ def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, lo
                                [tf.shape(enc_proj)[0], frames, prune_range,
                                 tf.shape(enc_proj)[2]])
     logits = join_fn(enc_band, gather_band(pred_proj, ranges))
-    pruned_loss = pruned_rnnt_loss(logits, ranges, labels, logit_lengths, label_lengths, blank)
+    pruned_loss = pruned_rnnt_loss(logits, ranges, labels, logit_lengths, label_lengths, blank,
+                                   jit=jit)
     return simple_loss, pruned_loss, ranges

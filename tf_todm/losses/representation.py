@@ -22,8 +22,8 @@ def mse_representation_loss(student, teacher, lengths):
     Returns:
       float32 [B] (0 for an utterance with length 0).
     """
-    student = tf.convert_to_tensor(student, tf.float32)
-    teacher = tf.stop_gradient(tf.convert_to_tensor(teacher, tf.float32))
+    student = tf.cast(student, tf.float32)
+    teacher = tf.stop_gradient(tf.cast(teacher, tf.float32))
     check_rank("student", student, 3, "mse_representation_loss")
     check_rank("teacher", teacher, 3, "mse_representation_loss")
     mask = frame_mask(lengths, tf.shape(student)[1])
@@ -48,8 +48,8 @@ def infonce_frame_loss(student, teacher, lengths, temperature=0.1, max_frames=51
     Returns:
       float32 scalar: mean of the student->teacher and teacher->student cross-entropies.
     """
-    student = tf.convert_to_tensor(student, tf.float32)
-    teacher = tf.stop_gradient(tf.convert_to_tensor(teacher, tf.float32))
+    student = tf.cast(student, tf.float32)
+    teacher = tf.stop_gradient(tf.cast(teacher, tf.float32))
     check_rank("student", student, 3, "infonce_frame_loss")
     check_rank("teacher", teacher, 3, "infonce_frame_loss")
     valid = tf.sequence_mask(lengths, tf.shape(student)[1])

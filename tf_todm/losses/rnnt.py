@@ -157,56 +157,93 @@ def transducer_forward_backward(blank_lp, label_lp, logit_lengths, label_lengths
         tf.cast(logit_lengths, tf.int32), tf.cast(label_lengths, tf.int32))
 
 
-def transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths):
-    """Differentiable lattice NLL [B]; gradient w.r.t. (blank_lp, label_lp) = -occupancies."""
+def transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_lengths):
+    """Like `transducer_forward_backward`, but the NLL is differentiable.
+
+    Returns:
+      (nll [B], blank occupancy, label occupancy); the gradient of nll w.r.t.
+      (blank_lp, label_lp) is minus the occupancies (times the upstream gradient). The
+      occupancies themselves are constants.
+    """
 
     @tf.custom_gradient
     def _nll(blank_lp, label_lp):
         nll, occ_blank, occ_label = transducer_forward_backward(
             blank_lp, label_lp, logit_lengths, label_lengths)
 
-        def grad(dy):
+        def grad(dy, *unused_occupancy_grads):
             scale = -dy[:, None, None]
             return occ_blank * scale, occ_label * scale
 
-        return nll, grad
+        return (nll, tf.identity(occ_blank), tf.identity(occ_label)), grad
 
-    return _nll(blank_lp, label_lp)
+    nll, occ_blank, occ_label = _nll(blank_lp, label_lp)
+    return nll, tf.stop_gradient(occ_blank), tf.stop_gradient(occ_label)
 
 
-def gather_log_probs(logits, symbols, blank):
+def transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths):
+    """Differentiable lattice NLL [B]; gradient w.r.t. (blank_lp, label_lp) = -occupancies."""
+    return transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_lengths)[0]
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _fused_log_probs(logits, symbols, blank):
+    """XLA-fused lse + the two gathers (one read of the [..., V] logits)."""
+    lse = tf.reduce_logsumexp(logits, axis=-1)
+    label = tf.gather(logits, symbols[..., None], batch_dims=symbols.shape.rank)[..., 0]
+    return lse, tf.gather(logits, blank, axis=-1) - lse, label - lse
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _fused_log_probs_grad(logits, lse, symbols, blank, g_blank, g_label):
+    """XLA-fused closed-form gradient: one pass writing [..., V], no one-hot tensor."""
+    vocab_ids = tf.range(tf.shape(logits)[-1])
+    zero = tf.zeros([], logits.dtype)
+    grad = tf.exp(logits - lse[..., None]) * (-(g_blank + g_label))[..., None]
+    grad += tf.where(vocab_ids == symbols[..., None], g_label[..., None], zero)
+    return grad + tf.where(vocab_ids == blank, g_blank[..., None], zero)
+
+
+def gather_log_probs(logits, symbols, blank, jit=True):
     """Log-softmax of `logits` read at `blank` and at `symbols`, without a one-hot copy.
 
     Args:
       logits: float32 [..., V] unnormalised.
       symbols: int32 [...] (same leading shape), the label emitted at each node.
-      blank: python int, blank id.
+      blank: blank id.
+      jit: fuse the V-axis work with XLA (about 2-3x faster on CPU; compiles once per distinct
+        input shape). False uses plain TF ops (reduce + scatter).
 
     Returns:
-      (blank_lp [...], label_lp [...]); differentiable w.r.t. logits (closed form).
+      (blank_lp [...], label_lp [...]); differentiable w.r.t. logits (closed form:
+      `onehot(blank) g_b + onehot(symbol) g_l - (g_b + g_l) softmax(logits)`).
     """
+    symbols = tf.cast(symbols, tf.int32)
+    blank_t = tf.constant(blank, tf.int32)
 
     @tf.custom_gradient
     def _gather(logits):
-        lse = tf.reduce_logsumexp(logits, axis=-1)
-        blank_lp = logits[..., blank] - lse
-        label_lp = tf.gather(logits, symbols[..., None], batch_dims=symbols.shape.rank)[..., 0] - lse
+        if jit:
+            lse, blank_lp, label_lp = _fused_log_probs(logits, symbols, blank_t)
+        else:
+            lse = tf.reduce_logsumexp(logits, axis=-1)
+            blank_lp = logits[..., blank] - lse
+            label_lp = tf.gather(logits, symbols[..., None],
+                                 batch_dims=symbols.shape.rank)[..., 0] - lse
 
         def grad(g_blank, g_label):
             g_blank = tf.zeros_like(lse) if g_blank is None else g_blank
             g_label = tf.zeros_like(lse) if g_label is None else g_label
+            if jit:
+                return _fused_log_probs_grad(logits, lse, symbols, blank_t, g_blank, g_label)
             vocab = tf.shape(logits)[-1]
-            weight = g_blank + g_label
-            dlogits = tf.exp(logits - lse[..., None]) * (-weight)[..., None]
+            dlogits = tf.exp(logits - lse[..., None]) * (-(g_blank + g_label))[..., None]
             flat = tf.reshape(dlogits, [-1, vocab])
             rows = tf.range(tf.shape(flat)[0])
-            cols = tf.concat(
-                [tf.fill(tf.shape(rows), tf.constant(blank, tf.int32)),
-                 tf.reshape(tf.cast(symbols, tf.int32), [-1])], axis=0)
+            cols = tf.concat([tf.fill(tf.shape(rows), blank_t), tf.reshape(symbols, [-1])], 0)
             idx = tf.stack([tf.concat([rows, rows], axis=0), cols], axis=1)
             upd = tf.concat([tf.reshape(g_blank, [-1]), tf.reshape(g_label, [-1])], axis=0)
-            flat = tf.tensor_scatter_nd_add(flat, idx, upd)
-            return tf.reshape(flat, tf.shape(logits))
+            return tf.reshape(tf.tensor_scatter_nd_add(flat, idx, upd), tf.shape(logits))
 
         return (blank_lp, label_lp), grad
 
@@ -220,7 +257,7 @@ def node_symbols(labels, width):
     return tf.pad(labels, [[0, 0], [0, pad]])
 
 
-def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID):
+def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=True):
     """Exact RNN-T negative log-likelihood.
 
     Args:
@@ -229,12 +266,13 @@ def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID):
       logit_lengths: int32 [B], valid frames per utterance (>= 1).
       label_lengths: int32 [B], valid labels per utterance.
       blank: blank id.
+      jit: XLA-fuse the vocabulary-axis work (see `gather_log_probs`).
 
     Returns:
       float32 [B] NLL. Frames/labels beyond the lengths do not affect the value, and their
       gradient is exactly 0.
     """
-    logits = tf.convert_to_tensor(logits, tf.float32)
+    logits = tf.cast(logits, tf.float32)
     labels = tf.convert_to_tensor(labels, tf.int32)
     check_rank("logits", logits, 4, "rnnt_loss")
     check_rank("labels", labels, 2, "rnnt_loss")
@@ -245,5 +283,5 @@ def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID):
     frames, width = tf.shape(logits)[1], tf.shape(logits)[2]
     symbols = tf.broadcast_to(node_symbols(labels, width)[:, None, :],
                               [tf.shape(logits)[0], frames, width])
-    blank_lp, label_lp = gather_log_probs(logits, symbols, blank)
+    blank_lp, label_lp = gather_log_probs(logits, symbols, blank, jit=jit)
     return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths)
