@@ -207,3 +207,14 @@ def describe(model_bytes: bytes) -> str:
 def to_numpy_dtype(name: str):
     """Maps a report dtype name ("float32", "int8", ...) to numpy."""
     return np.dtype(name)
+
+
+def subgraph_io_order(model_bytes: bytes, signature: str) -> tuple[list[str], list[str]]:
+    """Signature input/output names in the subgraph's tensor order (how TFLM indexes them)."""
+    model = parse_model(model_bytes)
+    for sd in model.signatureDefs or []:
+        if _as_str(sd.signatureKey) == signature:
+            sg = model.subgraphs[sd.subgraphIndex]
+            by_index = {tm.tensorIndex: _as_str(tm.name) for tm in (sd.inputs or []) + (sd.outputs or [])}
+            return ([by_index[i] for i in sg.inputs], [by_index[i] for i in sg.outputs])
+    raise ModelCheckError(f"no signature {signature!r} in the model")

@@ -1,0 +1,130 @@
+"""Runners: input validation, streaming greedy decode == TF module, TFLM vs LiteRT, sidecar."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_todm.export import convert, op_report, runtime, sidecar, streaming
+from tf_todm.models.testing import tiny_config
+from tf_todm.models.transducer import Transducer
+
+F = 13
+
+
+def feature_module(seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    config = tiny_config(chunk_size=2, left_context=4, causal_conv=True, predictor_type="stateless", dropout=0.0)
+    return streaming.StreamingTransducer(streaming.make_adapter(Transducer(config)))
+
+
+@pytest.fixture(scope="module")
+def float_model():
+    module = feature_module()
+    return module, convert.convert(module.signatures(), "float32")
+
+
+def test_input_validation_names_signature_input_and_expectation(float_model):
+    module, model = float_model
+    m = runtime.LiteRTModel(model)
+    states, _ = module.initial_states()
+    good = np.zeros([1, module.chunk_frames, F], np.float32)
+    with pytest.raises(runtime.InputError, match=r"'encoder_step' input 'features': expected shape \[1, 8, 13\] float32, got shape \[1, 7, 13\]"):
+        m.run("encoder_step", features=good[:, :7], **states)
+    with pytest.raises(runtime.InputError, match="float64"):
+        m.run("encoder_step", features=good.astype(np.float64), **states)
+    with pytest.raises(runtime.InputError, match="missing inputs"):
+        m.run("encoder_step", features=good)
+    with pytest.raises(runtime.InputError, match="no signature"):
+        m.run("decode", features=good)
+    out = m.run("encoder_step", features=good, **states)
+    assert out["enc_proj"].shape == (1, module.adapter.encoder_frames_per_chunk, 9)
+
+
+def test_not_a_model_file(tmp_path):
+    path = tmp_path / "x.tflite"
+    path.write_bytes(b"\x00" * 64)
+    with pytest.raises(op_report.ModelCheckError, match="x.tflite: not a TFLite flatbuffer"):
+        runtime.LiteRTModel(str(path))
+    with pytest.raises(op_report.ModelCheckError, match="no such model file"):
+        runtime.load_model_bytes(str(tmp_path / "missing.tflite"))
+
+
+def test_litert_stream_equals_tf_stream(float_model):
+    """The float32 .tflite streamed over random-length features decodes the same tokens."""
+    module, model = float_model
+    m = runtime.LiteRTModel(model)
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(int(rng.integers(9, 60)), F)).astype(np.float32)
+    ref_tokens, ref_enc = streaming.stream_module(module, feats)
+    records = []
+    streaming.stream_module(module, feats, record=records)
+    tokens, encs = [], []
+    for sig, inputs in records:  # replay the reference run's calls through LiteRT
+        out = m.run(sig, **inputs)
+        if sig == "encoder_step":
+            encs.append(out["enc_proj"][0])
+        if sig == "predictor_step" and inputs["token"][0] != 0:
+            tokens.append(int(inputs["token"][0]))
+    np.testing.assert_allclose(np.concatenate(encs), ref_enc, atol=1e-4)
+    assert tokens == ref_tokens and len(ref_tokens) > 0
+
+
+def test_mcu_build_runs_in_tflm_close_to_litert():
+    """encoder_step alone, full int8 with int8 I/O: TFLM output within 2 LSB of LiteRT's."""
+    module = feature_module(seed=1)
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(24, F)).astype(np.float32) for _ in range(3)]
+    rep = streaming.representative_dataset(module, feats, 50)
+    enc_only = lambda: ((n, x) for n, x in rep() if n == "encoder_step")
+    model = convert.convert({"encoder_step": module.signatures()["encoder_step"]}, "full_int8", enc_only, int8_io=True)
+    report = op_report.check_tflm_compatible(model)
+    assert "int8" in report.tensor_dtypes
+    micro = runtime.MicroModel(model)
+    assert 0 < micro.arena_size < 2_000_000
+    lite = runtime.LiteRTModel(model)
+    details = lite.input_details["encoder_step"]
+    # TFLM takes inputs in subgraph order; LiteRT by name: map via the flatbuffer signature
+    order, out_names = op_report.subgraph_io_order(model, "encoder_step")
+    inputs = {}
+    for name in order:
+        d = details[name]
+        shape, dtype = tuple(d["shape"]), np.dtype(d["dtype"])
+        inputs[name] = (rng.integers(-20, 20, size=shape).astype(dtype) if name != "offset"
+                        else np.array([0], dtype))
+    lite_out = lite.run("encoder_step", **inputs)["enc_proj"].astype(np.int32)
+    micro_outs = micro.run(*[inputs[n] for n in order])
+    micro_enc = micro_outs[out_names.index("enc_proj")].astype(np.int32)
+    assert micro_enc.shape == lite_out.shape
+    diff = np.abs(micro_enc - lite_out)  # reference kernels vs LiteRT's optimized ones
+    assert diff.max() <= 8 and diff.mean() <= 3.0, (diff.max(), diff.mean())  # measured 5 / 2.3
+
+
+def test_sidecar_round_trip_and_errors(tmp_path, float_model):
+    module, model = float_model
+    report = op_report.op_report(model)
+    d = {
+        "format_version": 1, "model_file": "m.tflite", "sample_rate_hz": 16000, "features": {"num_mel_bins": F},
+        "streaming": module.state_info(), "signatures": report.signatures, "blank_id": 0, "vocab_size": 7,
+        "quantization": "float32", "tokenizer_file": None, "subnet": None, "metrics": {"size_bytes": len(model)},
+    }
+    path = str(tmp_path / "m.json")
+    sidecar.write_sidecar(path, d)
+    assert sidecar.load_sidecar(path) == json.loads(json.dumps(d))
+    bad = dict(d, quantization="int3")
+    with pytest.raises(sidecar.SidecarError, match="quantization"):
+        sidecar.write_sidecar(path, bad)
+    del d["vocab_size"]
+    (tmp_path / "b.json").write_text(json.dumps(d))
+    with pytest.raises(sidecar.SidecarError, match="b.json: missing field 'vocab_size'"):
+        sidecar.load_sidecar(str(tmp_path / "b.json"))
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".sidecar_")]
+
+
+def test_peak_rss_is_positive_and_monotone():
+    a = runtime.peak_rss_bytes()
+    block = np.ones(20_000_000, np.uint8)  # touch 20 MB
+    block[::4096] = 2
+    assert runtime.peak_rss_bytes() >= a + 15_000_000
