@@ -263,3 +263,19 @@ def test_gradient_accumulation_equals_mean_gradient_steps():
         reference.step(mean, global_step=k)
     for v, r in zip(acc_vars, reference.params):
         np.testing.assert_allclose(v.numpy(), r, rtol=2e-5, atol=1e-6)
+
+
+def test_sparse_embedding_gradient_is_densified():
+    table = keras.Variable(np.random.default_rng(2).standard_normal((7, 3)).astype(np.float32))
+    opt = ScaledAdam(learning_rate=0.05)
+    ids = tf.constant([1, 4, 4])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.gather(table.value, ids) ** 2)
+    grad = tape.gradient(loss, table.value)
+    assert isinstance(grad, tf.IndexedSlices)
+    before = table.numpy().copy()
+    opt.apply([grad], [table])
+    reference = ref.RefScaledAdam([before], lr=0.05)
+    reference.step([tf.convert_to_tensor(grad).numpy()], global_step=0)
+    np.testing.assert_allclose(table.numpy(), reference.params[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(table.numpy()[[0, 2, 3, 5, 6]], before[[0, 2, 3, 5, 6]])

@@ -72,6 +72,18 @@ class ScaledAdam(keras.optimizers.Optimizer):
 
     Optimizer variables beyond Keras': `num_skipped_steps` (int64), `last_grad_norm` and
     `last_clip_factor` (float32, for logging), the norm window and the threshold.
+    Sparse (`IndexedSlices`) gradients are densified. Call `apply` once per step with the whole
+    gradient list: the clipping norm is taken over exactly the gradients of that call.
+
+    Example (custom loop under a strategy; the loss is already divided by the global batch):
+    ```python
+    with strategy.scope():
+        optimizer = ScaledAdam(learning_rate=Eden(0.045, lr_batches=7500, lr_epochs=3.5,
+                                                  warmup_start=0.1, steps_per_epoch=n))
+        optimizer.build(model.trainable_variables)
+    # inside strategy.run(...):
+    optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    ```
     """
 
     def __init__(
@@ -195,13 +207,14 @@ class ScaledAdam(keras.optimizers.Optimizer):
 
     # ------------------------------------------------------------- the step
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        tf_vars = [v.value if isinstance(v, keras_backend.Variable) else v for v in trainable_variables]
+        tf_vars = [
+            v.value if isinstance(v, keras_backend.Variable) else v for v in trainable_variables
+        ]
+        # Sparse gradients (embedding lookups) are densified: the update touches every element.
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
         grads_and_vars = self._all_reduce_sum_gradients(list(zip(grads, tf_vars)))
         grads = [g for g, _ in grads_and_vars]
         tf_vars = [v for _, v in grads_and_vars]
-        for g in grads:
-            if isinstance(g, tf.IndexedSlices):
-                raise ValueError("ScaledAdam: sparse (IndexedSlices) gradients are not supported")
         step = self.algorithm_step()
         param_rms = []
         for var in tf_vars:
@@ -316,7 +329,8 @@ class ScaledAdam(keras.optimizers.Optimizer):
             scale_step, (self.param_max_rms - param_rms) / tf.maximum(param_rms, 1e-30)
         )
         self.assign(self._scale_exp_avg_sqs[idx], tf.where(do_size, new_s, old_s))
-        delta += tf.where(do_size, (1.0 - beta_1) * p * tf.cast(scale_step, dtype), tf.zeros_like(p))
+        size_change = (1.0 - beta_1) * p * tf.cast(scale_step, dtype)
+        delta += tf.where(do_size, size_change, tf.zeros_like(p))
 
         # Adam step without momentum, scaled by the parameter RMS.
         v = beta_2 * tf.convert_to_tensor(self._exp_avg_sqs[idx].value) + (1.0 - beta_2) * g * g
@@ -339,9 +353,12 @@ class ScaledAdam(keras.optimizers.Optimizer):
         self.assign(self._exp_avg_sqs[idx], v)
         correction2 = 1.0 - tf.pow(tf.constant(beta_2, dtype), tf.cast(t + 1, dtype))
         denom = tf.sqrt(v / correction2) + self.epsilon
-        delta = beta_1 * tf.convert_to_tensor(self._deltas[idx].value) - lr * (1.0 - beta_1) * g / denom
+        delta = beta_1 * tf.convert_to_tensor(self._deltas[idx].value)
+        delta -= lr * (1.0 - beta_1) * g / denom
         self.assign(self._deltas[idx], delta)
-        clamped = tf.clip_by_value(tf.convert_to_tensor(variable), -self.scalar_max, self.scalar_max)
+        clamped = tf.clip_by_value(
+            tf.convert_to_tensor(variable), -self.scalar_max, self.scalar_max
+        )
         self.assign(variable, clamped + delta)
 
     # ----------------------------------------------------------------- config
