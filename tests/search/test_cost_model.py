@@ -164,6 +164,17 @@ def test_latency_fit_recovers_coefficients_and_reports_error():
     assert fitted.mean_abs_pct_error == pytest.approx(np.mean(np.abs(pred - noisy) / noisy) * 100)
     assert 1.0 < fitted.mean_abs_pct_error < 10.0
     assert FittedLatencyModel.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
+    # leave-one-out: exact data predicts each held-out sample exactly; noisy data does worse than
+    # in-sample, and matches a direct computation
+    assert FittedLatencyModel.leave_one_out_error(macs, params, exact) < 1e-6
+    loo = FittedLatencyModel.leave_one_out_error(macs[:8], params[:8], noisy[:8])
+    manual = []
+    for i in range(8):
+        keep = [j for j in range(8) if j != i]
+        f = FittedLatencyModel.fit(macs[keep], params[keep], noisy[keep])
+        manual.append(abs(f.predict(macs[i], params[i]) - noisy[i]) / noisy[i] * 100)
+    assert loo == pytest.approx(np.mean(manual))
+    assert loo > FittedLatencyModel.fit(macs[:8], params[:8], noisy[:8]).mean_abs_pct_error
     with pytest.raises(ValueError, match=">= 3 measured samples"):
         FittedLatencyModel.fit([1.0, 2.0], [1.0, 2.0], [1.0, 2.0])
 

@@ -6,7 +6,8 @@ import pytest
 from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
 from tf_todm.search.budgets import Budget
 from tf_todm.search.cost_model import AnalyticCostModel
-from tf_todm.search.evolution import InfeasibleBudgetError, random_search, search
+from tf_todm.search.cost_model import Costs
+from tf_todm.search.evolution import InfeasibleBudgetError, budget_utilisation, random_search, search
 from tf_todm.search.toy import ToyWerEvaluator, toy_model_config, toy_space
 
 CFG = toy_model_config(input_dim=13, model_dim=12, num_blocks=2, ff_dim=24, num_heads=2, conv_dim=8,
@@ -126,3 +127,23 @@ def test_bad_arguments():
         search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, Budget("b"), population=2, tournament=3)
     with pytest.raises(ValueError, match="max_evaluations"):
         search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, Budget("b"), max_evaluations=0)
+
+
+def test_budget_utilisation_and_utilising_initial_population():
+    budget = Budget("b", max_params=200, max_macs_per_s=1000.0)
+    assert budget_utilisation(Costs(100, 900.0, 5), budget) == pytest.approx(0.9)
+    assert budget_utilisation(Costs(150, 300.0, 5), budget) == pytest.approx(0.75)
+    assert budget_utilisation(Costs(150, 300.0, 5), Budget("free")) == 150.0
+    space, costs = toy_space(), _costs(toy_model_config())
+    lo, hi = costs(space.smallest()).params, costs(space.largest()).params
+    budget = Budget("mid", max_params=(lo + hi) // 2)
+
+    def initial_params(init_candidates):
+        result = search(space, ToyWerEvaluator(space), costs, budget, population=10, tournament=3,
+                        cycles=0, seed=4, init_candidates=init_candidates)
+        return [e.costs.params for e in result.evaluated[1:]]  # [0] is the smallest subnet
+
+    plain, utilising = initial_params(1), initial_params(16)
+    assert all(p <= budget.max_params for p in plain + utilising)
+    assert np.mean(utilising) > np.mean(plain)
+    assert np.mean(utilising) > 0.85 * budget.max_params > np.mean(plain)

@@ -261,6 +261,21 @@ class FittedLatencyModel:
         costs = [costs_fn(s) for s, _ in samples]
         return cls.fit([c.macs_per_s for c in costs], [c.params for c in costs], [y for _, y in samples])
 
+    @staticmethod
+    def leave_one_out_error(macs_per_s: Sequence[float], params: Sequence[float],
+                            latencies: Sequence[float]) -> float:
+        """Mean absolute % error of each sample predicted by a fit on the others (>= 4 samples):
+        the honest error to expect on subnets that were not measured."""
+        m, p, y = (np.asarray(a, np.float64) for a in (macs_per_s, params, latencies))
+        if m.size < 4:
+            raise ValueError(f"leave_one_out_error needs >= 4 samples, got {m.size}")
+        errors = []
+        for i in range(m.size):
+            keep = np.arange(m.size) != i
+            fit = FittedLatencyModel.fit(m[keep], p[keep], y[keep])
+            errors.append(abs(fit.predict(m[i], p[i]) - y[i]) / y[i])
+        return float(np.mean(errors) * 100.0)
+
     def predict(self, macs_per_s: float, params: float) -> float:
         return float(self.macs_coef * macs_per_s + self.params_coef * params + self.intercept)
 
