@@ -63,6 +63,23 @@ def run_benchmark(setup, budgets, *, seeds, max_evaluations, random_samples, **s
     return rows
 
 
+def latency_fit_report(setup) -> dict:
+    """The latency fit's coefficients, in-sample and leave-one-out errors, and its samples."""
+    from tf_todm.search.cost_model import AnalyticCostModel, FittedLatencyModel
+
+    plain = AnalyticCostModel(setup["model_config"])
+    samples = setup["measured_latency"].samples()
+    macs = [plain(s).macs_per_s for s, _ in samples]
+    params = [plain(s).params for s, _ in samples]
+    latencies = [y for _, y in samples]
+    report = setup["latency_fit"].to_dict()
+    report["leave_one_out_pct_error"] = (FittedLatencyModel.leave_one_out_error(macs, params, latencies)
+                                         if len(samples) >= 4 else None)
+    report["samples"] = [{"key": s.key(), "macs_per_s": m, "params": p, "latency_ms_per_s_audio": y}
+                         for (s, y), m, p in zip(samples, macs, params)]
+    return report
+
+
 def _break_even(evo, rnd):
     """Evaluation cost (s per call) above which the search's wall time is below random's:
     overhead_s + n_s·c < overhead_r + n_r·c. None when the search never is (n_s >= n_r)."""
@@ -132,11 +149,18 @@ def main(argv):
               "budgets": [b.to_dict() for b in budgets], "rows": rows,
               "search_at_least_as_good": sum(r["search_at_least_as_good"] for r in rows),
               "runs": len(rows), "wall_time_s": time.perf_counter() - start}
+    if setup["latency_fit"] is not None:
+        result["latency_fit"] = latency_fit_report(setup)
     out = search_cli._OUT.value
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1)
     print(format_rows(rows))
+    if "latency_fit" in result:
+        fit = result["latency_fit"]
+        print(f"latency fit on {fit['num_samples']} measured subnets: {fit['macs_coef']:.3g}·MACs/s + "
+              f"{fit['params_coef']:.3g}·params + {fit['intercept']:.3g} ms/s; mean abs error "
+              f"{fit['mean_abs_pct_error']:.1f} % in-sample, {fit['leave_one_out_pct_error']:.1f} % leave-one-out")
     print(f"wrote {out}")
     return 0
 

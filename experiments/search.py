@@ -61,7 +61,7 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
                 max_dev_utterances: int = 200, batch_size: int = 16, latency_cache: Optional[str] = None,
                 latency_fit: bool = True, toy_noise: float = 0.005, toy_eval_ms: float = 0.0,
                 seed: int = 0) -> dict[str, Any]:
-    """{"space", "evaluator", "costs_fn", "model_config", "latency_fit"} for an evaluator kind."""
+    """{"space", "evaluator", "costs_fn", "model_config", "latency_fit", "measured_latency"}."""
     from tf_todm.search.cost_model import AnalyticCostModel, FittedLatencyModel, MeasuredLatency
 
     if kind == "toy":
@@ -89,17 +89,17 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
     else:
         raise ValueError(f"unknown evaluator {kind!r}, expected supernet|toy")
 
-    latency, fit = None, None
+    latency, fit, measured = None, None, None
     if latency_cache:
         if not os.path.exists(latency_cache):
             raise ValueError(f"{latency_cache}: latency cache not found")
-        latency = MeasuredLatency(latency_cache)
+        latency = measured = MeasuredLatency(latency_cache)
         if latency_fit:
             fit = FittedLatencyModel.fit_measured(latency, AnalyticCostModel(model_config))
             latency = fit
     costs_fn = AnalyticCostModel(model_config, latency=latency)
     return {"space": space, "evaluator": evaluator, "costs_fn": costs_fn, "model_config": model_config,
-            "latency_fit": fit}
+            "latency_fit": fit, "measured_latency": measured}
 
 
 def search_kwargs() -> dict:

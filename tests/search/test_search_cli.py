@@ -114,3 +114,28 @@ def test_benchmark_writes_result(tmp_path, capsys):
         assert row["search"]["evaluations"] == 8 and row["random"]["evaluations"] == 12
         assert row["search_at_least_as_good"] == (row["search"]["best_wer"] <= row["random"]["best_wer"])
     assert "search >= random in" in capsys.readouterr().out
+
+
+def test_benchmark_reports_the_latency_fit(tmp_path, capsys):
+    import numpy as np
+
+    from tf_todm.search.cost_model import MeasuredLatency, macs_per_second
+    from tf_todm.search.toy import toy_space
+
+    config, space = toy_model_config(), toy_space()
+    rng = np.random.default_rng(1)
+    noise = iter(1 + 0.1 * rng.standard_normal(8))
+    cache = MeasuredLatency(str(tmp_path / "lat.json"),
+                            lambda s: (1e-6 * macs_per_second(config, s) + 2.0) * next(noise))
+    for _ in range(8):
+        cache(space.sample(rng))
+    budgets = tmp_path / "b.json"
+    budgets.write_text(json.dumps({"rt": {"max_latency_ms_per_s_audio": 15.0}}))
+    out = tmp_path / "bench.json"
+    argv = ["--evaluator=toy", f"--out={out}", "--seeds=0", "--random_samples=6", "--max_evaluations=5",
+            "--population=3", "--tournament=2", f"--budgets={budgets}", f"--latency_cache={tmp_path / 'lat.json'}"]
+    assert _run(benchmark_search, argv) == 0
+    fit = json.loads(out.read_text())["latency_fit"]
+    assert fit["num_samples"] == 8 and len(fit["samples"]) == 8
+    assert fit["leave_one_out_pct_error"] > fit["mean_abs_pct_error"] > 1.0  # 10 % noise is visible
+    assert "leave-one-out" in capsys.readouterr().out
