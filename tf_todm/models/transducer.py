@@ -71,10 +71,13 @@ class Transducer(keras.Model):
 
     def encode(self, features, feature_lengths, subnet=None, training=False):
         """features [B, T, F], feature_lengths [B] -> (enc [B, T', D], enc_lengths int32 [B])."""
+        features = tf.convert_to_tensor(features, tf.float32)
+        feature_lengths = tf.cast(tf.convert_to_tensor(feature_lengths), tf.int32)
         return self.encoder(features, feature_lengths, subnet=subnet, training=training)
 
     def predict(self, labels, subnet=None, training=False):
         """labels [B, U] -> pred [B, U+1, P] (blank prepended)."""
+        labels = tf.cast(tf.convert_to_tensor(labels), tf.int32)
         return self.predictor(labels, subnet=subnet, training=training)
 
     def simple_heads(self, enc, pred):
