@@ -176,13 +176,14 @@ def budget_utilisation(costs: Costs, budget: Budget) -> float:
     return max(float(getattr(costs, field)) / limit for field, limit in limits.items())
 
 
-def _sample_initial(space, rng, scorer, max_retries, candidates) -> Optional[SubnetConfig]:
-    """Best-utilising of `candidates` feasible random draws (AlphaNet samples its initial
-    population inside a targeted cost range; larger subnets inside a budget are usually better)."""
+def _sample_initial(space, rng, scorer, max_retries, candidates, exclude) -> Optional[SubnetConfig]:
+    """Best-utilising of `candidates` feasible random draws whose key is not in `exclude` (AlphaNet
+    samples its initial population inside a targeted cost range; larger subnets inside a budget are
+    usually better)."""
     drawn = []
     for _ in range(candidates):
         c = _sample_feasible(space, rng, scorer, max_retries)
-        if c is not None and c.key() not in scorer.seen:
+        if c is not None and c.key() not in exclude:
             drawn.append(c)
     if not drawn:
         return None
@@ -242,7 +243,8 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
     members: collections.deque = collections.deque()  # of (config, wer), oldest first
     init = [space.smallest()]
     while len(init) < population:
-        candidate = _sample_initial(space, rng, scorer, max_retries, init_candidates)
+        candidate = _sample_initial(space, rng, scorer, max_retries, init_candidates,
+                                    {c.key() for c in init})
         if candidate is None:  # tight budget: walk from feasible members instead
             for _ in range(max_retries):
                 parent = init[int(rng.integers(len(init)))]
