@@ -72,3 +72,28 @@ def test_extracted_model_converts_to_builtins(tmp_path, predictor_type):
     frame = np.asarray(encode(features[:1], lengths[:1])["enc"])[0, 2:3]
     got = interpreter.get_signature_runner("join")(enc_frame=frame, pred_proj=want["pred_proj"].numpy())
     np.testing.assert_allclose(got["logits"], join(frame, want["pred_proj"])["logits"].numpy(), atol=1e-4)
+
+
+def test_streaming_encoder_converts_and_matches_full_sequence(tmp_path):
+    config = tiny_config(chunk_size=2, left_context=3, causal_conv=True)
+    model = Transducer(config)
+    encoder = model.encoder
+    state = encoder.init_state(1)
+
+    def stream(features, *state):
+        out, new_state = encoder.stream_step(features, state)
+        return {"enc": out, **{f"new_state_{i}": s for i, s in enumerate(new_state)}}
+
+    specs = [tf.TensorSpec(s.shape, s.dtype) for s in state]
+    interpreter, ops = _convert(model, {"stream": (stream, [tf.TensorSpec([1, 8, 13]), *specs])}, tmp_path)
+    assert not {"VAR_HANDLE", "READ_VARIABLE", "CUSTOM"} & ops, ops
+    runner = interpreter.get_signature_runner("stream")
+    features = np.random.default_rng(0).normal(size=(1, 40, 13)).astype(np.float32)
+    full, _ = model.encode(features, [40])
+    values, outputs = [s.numpy() for s in state], []
+    for c in range(5):
+        feed = {f"state_{i}": v for i, v in enumerate(values)}
+        result = runner(features=features[:, 8 * c: 8 * c + 8], **feed)
+        outputs.append(result["enc"])
+        values = [result[f"new_state_{i}"] for i in range(len(values))]
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full.numpy(), atol=1e-4)
