@@ -17,6 +17,10 @@ def test_time_litert_is_the_median_after_warmup():
     seconds = time_litert(run, repeats=3, warmup=1)
     assert len(calls) == 4
     assert 0.009 < seconds < 0.03
+    durations = iter([0.0, 0.03, 0.01, 0.02])
+    assert time_litert(lambda: time.sleep(next(durations)), repeats=3, statistic="min") < 0.02
+    with pytest.raises(ValueError, match="median|min"):
+        time_litert(lambda: None, statistic="mean")
 
 
 @pytest.mark.slow
