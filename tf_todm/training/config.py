@@ -185,6 +185,22 @@ def _field_type(f: dataclasses.Field):
     return t
 
 
+def _parse_optional(name: str, t: str, text: str):
+    """Values of `Optional[int]` / `Optional[tuple]` fields (other frozen configs)."""
+    if text.lower() in ("none", "null", ""):
+        return None
+    if "int" in t:
+        return _parse_text(name, int, text)
+    if "float" in t:
+        return _parse_text(name, float, text)
+    if "tuple" in t:
+        try:
+            return tuple(int(v) for v in text.replace(",", " ").split())
+        except ValueError:
+            raise ConfigError(f"override {name}={text!r}: expected comma-separated ints") from None
+    return text
+
+
 def _coerce(name: str, t, value):
     if t is bool:
         if isinstance(value, bool):
@@ -221,6 +237,8 @@ def _parse_text(name: str, t, text: str):
             return float(text)
     except ValueError:
         raise ConfigError(f"override {name}={text!r}: expected {t.__name__}") from None
+    if isinstance(t, str) and t.startswith("Optional"):
+        return _parse_optional(name, t, text)
     return text
 
 

@@ -34,6 +34,15 @@ def lattice_mask(enc_lengths, label_lengths, num_frames, width) -> tf.Tensor:
     return t_ok * u_ok
 
 
+def band_mask(ranges, enc_lengths, label_lengths) -> tf.Tensor:
+    """f32 [B, T', S]: 1 on band nodes inside the lattice (first occurrence of a clipped node)."""
+    in_lattice = ranges <= tf.cast(label_lengths, tf.int32)[:, None, None]
+    fresh = tf.concat([tf.ones_like(ranges[:, :, :1], tf.bool),
+                       ranges[:, :, 1:] > ranges[:, :, :-1]], axis=2)
+    t_ok = tf.sequence_mask(enc_lengths, tf.shape(ranges)[1])[:, :, None]
+    return tf.cast(in_lattice & fresh & t_ok, tf.float32)
+
+
 def global_mean(per_utterance, global_batch_size) -> tf.Tensor:
     """sum(per_utterance [B]) / global_batch_size: this replica's share of the global-batch mean
     (like `tf.nn.compute_average_loss`, but the global batch may be a traced tensor)."""
@@ -78,6 +87,7 @@ class TransducerTask:
         self.model = None
         self.optimizer = None
         self._rates = {}
+        self._encode_fn = None
 
     # --- building ----------------------------------------------------------------------------
     def build(self, strategy=None) -> None:
@@ -114,20 +124,22 @@ class TransducerTask:
                      epoch: int = 0, training: bool = True) -> tf.data.Dataset:
         """Per-replica batches of epoch `epoch` (order a pure function of (seed, epoch))."""
         from tf_todm.data.pipeline import make_dataset
+        from tf_todm.data.specaugment import SpecAugment
         cfg = self.config
         replicas = input_context.num_replicas_in_sync if input_context else 1
         kwargs = {}
-        if cfg.batch_size:
+        if cfg.batch_size:  # make_dataset takes GLOBAL sizes and divides them by the replicas
             if cfg.batch_size % replicas:
                 raise ValueError(f"TrainConfig.batch_size={cfg.batch_size}: must be divisible by "
                                  f"the {replicas} replicas")
-            kwargs["batch_size"] = cfg.batch_size // replicas
+            kwargs["batch_size"] = cfg.batch_size
         else:
-            kwargs["max_batch_seconds"] = cfg.max_batch_seconds / replicas
+            kwargs["max_batch_seconds"] = cfg.max_batch_seconds
         utterances = self.train_utterances if training else self.dev_utterances
+        specaugment = SpecAugment() if (cfg.specaugment and training) else None
         return make_dataset(utterances, self.tokenizer, training=training,
                             input_context=input_context, seed=epoch_seed(cfg.seed, epoch),
-                            specaugment=cfg.specaugment and training, **kwargs)
+                            specaugment=specaugment, **kwargs)
 
     @staticmethod
     def audio_seconds(batch) -> float:
@@ -215,7 +227,7 @@ class TransducerTask:
                                     blank=BLANK_ID)
         label_loss = parts["rnnt"] + (cfg.ctc_weight * parts["ctc"] if "ctc" in parts else 0.0)
         if teacher is not None:
-            parts["kd"] = self._kd_loss(teacher, logits)
+            parts["kd"] = self._kd_loss(teacher, logits, enc_lengths)
             per_utt = cfg.kd_weight * parts["kd"] + cfg.label_loss_weight * label_loss
         else:
             per_utt = label_loss
@@ -225,17 +237,43 @@ class TransducerTask:
         out["soft_targets"] = soft_targets
         return out
 
-    def _kd_loss(self, teacher: dict, student_logits) -> tf.Tensor:
-        """Adaptive alpha-divergence between the teacher's and the student's joiner outputs,
-        summed over the (valid) lattice nodes: [B]."""
+    def _kd_loss(self, teacher: dict, student_logits, enc_lengths) -> tf.Tensor:
+        """Adaptive alpha-divergence between the teacher's and the student's joiner outputs: [B].
+
+        The divergence is averaged over the valid lattice (or band) nodes and multiplied by the
+        number of encoder frames, so it scales with the utterance like the transducer loss.
+        """
         from tf_todm.losses import adaptive_alpha_divergence
         cfg = self.config
-        return adaptive_alpha_divergence(
+        mean_kd = adaptive_alpha_divergence(
             teacher["logits"], student_logits, alpha_min=cfg.alpha_min, alpha_max=cfg.alpha_max,
             iw_clip=cfg.iw_clip, mask=teacher["mask"])
+        return mean_kd * tf.cast(enc_lengths, tf.float32)
 
     def _pruned_losses(self, enc, enc_lengths, pred, labels, label_lengths, subnet, teacher):
-        raise NotImplementedError("loss=pruned: waiting for tf_todm.losses.pruned_rnnt_loss")
+        """Simple loss + pruned loss; students use the TEACHER's band, so their band logits and
+        the teacher's soft targets are at the same lattice nodes."""
+        from tf_todm.losses import get_prune_ranges, pruned_rnnt_loss, rnnt_loss_simple
+        from tf_todm.losses.pruned_rnnt import gather_band
+        cfg = self.config
+        joiner = self.model.joiner
+        am, lm = self.model.simple_heads(enc, pred)
+        simple, occupancy = rnnt_loss_simple(am, lm, labels, enc_lengths, label_lengths, BLANK_ID)
+        if teacher is None:
+            ranges = get_prune_ranges(occupancy, enc_lengths, label_lengths, cfg.prune_range)
+        else:
+            ranges = teacher["ranges"]
+        enc_proj = joiner.project_encoder(enc, subnet)
+        pred_proj = joiner.project_predictor(pred, subnet)
+        shape = tf.shape(enc_proj)
+        enc_band = tf.broadcast_to(enc_proj[:, :, None, :],
+                                   [shape[0], shape[1], cfg.prune_range, shape[2]])
+        logits = joiner.join(enc_band, gather_band(pred_proj, ranges))  # [B, T', S, V]
+        pruned = pruned_rnnt_loss(logits, ranges, labels, enc_lengths, label_lengths, BLANK_ID)
+        parts = {"simple": simple, "pruned": pruned, "rnnt": cfg.simple_loss_scale * simple + pruned}
+        soft_targets = {"logits": tf.stop_gradient(logits), "ranges": ranges,
+                        "mask": band_mask(ranges, enc_lengths, label_lengths)}
+        return parts, soft_targets, logits
 
     # --- one replica's step ------------------------------------------------------------------
     def replica_gradients(self, batch: dict, subnets: list):
@@ -261,13 +299,16 @@ class TransducerTask:
             return {}
         dataset = make_dataset(utterances, self.tokenizer, batch_size=batch_size, training=False,
                                seed=0, specaugment=False)
+        if self._encode_fn is None:
+            self._encode_fn = tf.function(
+                lambda f, n, s: self.model.encode(f, n, subnet=s, training=False),
+                reduce_retracing=True, autograph=False)
         results = {}
         for name, subnet_config in self.eval_subnets.items():
             subnet = None if subnet_config is None else self.encode(subnet_config, training=False)
             refs, hyps = [], []
             for batch in dataset:
-                enc, enc_lengths = self.model.encode(batch["features"], batch["feature_lengths"],
-                                                     subnet=subnet, training=False)
+                enc, enc_lengths = self._encode_fn(batch["features"], batch["feature_lengths"], subnet)
                 ids = greedy_decode(self.model, enc, enc_lengths, subnet=subnet)
                 hyps += [self.tokenizer.decode(list(h)) for h in ids]
                 refs += [t.decode() for t in batch["text"].numpy()]

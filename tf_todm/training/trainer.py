@@ -161,7 +161,7 @@ class Trainer:
             applied = tf.cond(finite, apply, lambda: tf.constant(False))
             return scalars, applied
 
-        return tf.function(step_fn, input_signature=input_signature)
+        return tf.function(step_fn, input_signature=input_signature, autograph=False)
 
     def train_step(self, batch, subnets) -> tuple[dict, bool]:
         """Runs one (distributed) step; returns (scalars as floats, applied?).
@@ -316,3 +316,29 @@ class Trainer:
             return float(np.asarray(lr))
         except (TypeError, ValueError):
             return float("nan")
+
+
+def run_training(model_config, train_config: TrainConfig, out_dir: str, *, train_utterances,
+                 dev_utterances, tokenizer, strategy: Optional[tf.distribute.Strategy] = None,
+                 space=None, eval_subnets=None, final_eval: bool = True) -> dict:
+    """Builds the task and trainer, trains (resuming if `out_dir/ckpt` has a checkpoint),
+    evaluates dev WER at the end, and returns the summary (also in `out_dir/train_summary.json`).
+    """
+    from tf_todm.training.task import TransducerTask
+    if tokenizer is not None and tokenizer.vocab_size != model_config.vocab_size:
+        raise ConfigError(f"TransducerConfig.vocab_size={model_config.vocab_size} but the tokenizer "
+                          f"has {tokenizer.vocab_size} pieces")
+    strategy = strategy or tf.distribute.get_strategy()
+    task = TransducerTask(model_config, train_config, train_utterances, dev_utterances, tokenizer,
+                          space=space, eval_subnets=eval_subnets)
+    extra = {"model": model_config.to_dict()}
+    if task.space is not None:
+        extra["search_space"] = task.space.to_dict()
+    trainer = Trainer(task, train_config, out_dir, strategy, extra_config=extra)
+    summary = trainer.train()
+    if final_eval and dev_utterances:
+        summary["dev"] = trainer.evaluate()
+    summary["trace_count"] = trainer.trace_count
+    if trainer.is_chief:
+        write_json_atomic(os.path.join(out_dir, "train_summary.json"), summary)
+    return summary

@@ -1,0 +1,136 @@
+"""Train the elastic Conformer-Transducer supernet (sandwich rule + in-place alpha-divergence KD).
+
+    python -m experiments.train_supernet --flagfile=experiments/flags/supernet_small.cfg \
+        --out_dir=artifacts/supernet_small [--max_train_minutes=30]
+
+Data defaults to the generated default corpus under artifacts/corpus (generated if missing);
+the tokenizer defaults to `<out_dir>/tokenizer.model` (trained on the training texts if missing).
+Model and training hyperparameters are `key=value` overrides of `TransducerConfig` (`--model`)
+and `TrainConfig` (`--train`); an unknown key is an error. Killed runs resume from the last
+checkpoint in `<out_dir>/ckpt` when restarted with the same flags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out_dir", None, "Run folder (config.json, ckpt/, tb/, tokenizer.model).")
+flags.DEFINE_string("train_manifest", None, "Training JSONL manifest (default: <corpus_dir>/train.jsonl).")
+flags.DEFINE_string("dev_manifest", None, "Dev JSONL manifest (default: <corpus_dir>/dev.jsonl).")
+flags.DEFINE_string("corpus_dir", "artifacts/corpus", "Default corpus folder (generated if missing).")
+flags.DEFINE_float("corpus_hours", 1.0, "Hours of the default corpus when it has to be generated.")
+flags.DEFINE_integer("corpus_seed", 0, "Seed of the default corpus when it has to be generated.")
+flags.DEFINE_string("tokenizer", None, "SentencePiece model (default: <out_dir>/tokenizer.model; "
+                    "trained if missing).")
+flags.DEFINE_integer("vocab_size", 256, "Vocabulary size when a tokenizer has to be trained.")
+flags.DEFINE_multi_string("model", [], "TransducerConfig override key=value (repeatable).")
+flags.DEFINE_multi_string("train", [], "TrainConfig override key=value (repeatable).")
+flags.DEFINE_float("max_train_minutes", None, "Wall-clock limit; stops with a final checkpoint.")
+flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker"],
+                  "Distribution strategy (overrides train strategy=...).")
+flags.DEFINE_integer("num_replicas", None, "Logical CPU devices for strategy=mirrored.")
+flags.DEFINE_string("subnet", None, "train_single only: SubnetConfig JSON (or a file holding it); "
+                    "trains that architecture of the --model supernet alone.")
+
+SUPERNET = True
+
+
+def prepare_corpus(corpus_dir: str, hours: float, seed: int) -> None:
+    """Generates the default corpus if its manifests are missing."""
+    if all(os.path.exists(os.path.join(corpus_dir, f"{s}.jsonl")) for s in ("train", "dev", "test")):
+        return
+    from tf_todm.data.synthetic import generate_corpus
+    logging.info("generating the default corpus (%.2f h) under %s", hours, corpus_dir)
+    generate_corpus(corpus_dir, hours=hours, seed=seed)
+
+
+def prepare_tokenizer(path: str, texts, vocab_size: int):
+    """Loads the tokenizer at `path`, training it on `texts` first if the file is missing."""
+    from tf_todm.data.tokenizer import Tokenizer, train_tokenizer
+    if not os.path.exists(path):
+        if not path.endswith(".model"):
+            raise ValueError(f"--tokenizer={path}: expected a path ending in .model")
+        logging.info("training a %d-piece tokenizer at %s", vocab_size, path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        # The normalised alphabet (a-z and ') as one extra line, so that dev/test texts with a
+        # character the training texts lack still tokenise.
+        train_tokenizer(list(texts) + [" ".join("abcdefghijklmnopqrstuvwxyz'")],
+                        path[:-len(".model")], vocab_size)
+    return Tokenizer(path)
+
+
+def build_configs(supernet: bool):
+    """(TransducerConfig, TrainConfig) from the flags; vocab size from the tokenizer later."""
+    from tf_todm.models.config import TransducerConfig
+    from tf_todm.training.config import TrainConfig, parse_overrides
+    train_config = parse_overrides(TrainConfig(supernet=supernet), FLAGS.train)
+    overrides = {}
+    if FLAGS.max_train_minutes is not None:
+        overrides["max_train_minutes"] = FLAGS.max_train_minutes
+    if FLAGS.strategy is not None:
+        overrides["strategy"] = FLAGS.strategy
+    if FLAGS.num_replicas is not None:
+        overrides["num_replicas"] = FLAGS.num_replicas
+    train_config = train_config.replace(**overrides)
+    model_config = parse_overrides(TransducerConfig(), FLAGS.model)
+    if not supernet and FLAGS.subnet:
+        # Train one architecture of the supernet's space alone (same per-block widths).
+        from tf_todm.export.extract import subnet_model_config
+        from tf_todm.models.elastic_space import SubnetConfig
+        text = FLAGS.subnet
+        if os.path.exists(text):
+            with open(text) as f:
+                text = f.read()
+        try:
+            subnet = SubnetConfig.from_json(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--subnet: not JSON ({e})") from None
+        model_config = subnet_model_config(model_config, subnet)
+    return model_config, train_config
+
+
+def run(supernet: bool) -> dict:
+    if not FLAGS.out_dir:
+        raise ValueError("--out_dir is required")
+    model_config, train_config = build_configs(supernet)
+    # The strategy must exist before TensorFlow initialises its devices.
+    from tf_todm.training.trainer import make_strategy, run_training
+    strategy = make_strategy(train_config.strategy, train_config.num_replicas)
+    from tf_todm.data.manifest import read_manifest
+    if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:
+        prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
+    train_manifest = FLAGS.train_manifest or os.path.join(FLAGS.corpus_dir, "train.jsonl")
+    dev_manifest = FLAGS.dev_manifest or os.path.join(FLAGS.corpus_dir, "dev.jsonl")
+    train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
+    tokenizer_path = FLAGS.tokenizer or os.path.join(FLAGS.out_dir, "tokenizer.model")
+    tokenizer = prepare_tokenizer(tokenizer_path, [u.text for u in train_utts], FLAGS.vocab_size)
+    model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
+    train_config = train_config.replace(train_manifest=os.path.abspath(train_manifest),
+                                        dev_manifest=os.path.abspath(dev_manifest),
+                                        tokenizer_path=os.path.abspath(tokenizer_path))
+    summary = run_training(model_config, train_config, FLAGS.out_dir, train_utterances=train_utts,
+                           dev_utterances=dev_utts, tokenizer=tokenizer, strategy=strategy)
+    print(json.dumps({k: v for k, v in summary.items() if k != "last_scalars"}, indent=1,
+                     sort_keys=True, default=str))
+    return summary
+
+
+def main_for(supernet: bool):
+    def main(argv):
+        del argv
+        from tf_todm.training.trainer import NonFiniteLossError
+        try:
+            run(supernet)
+        except (ValueError, NonFiniteLossError) as e:  # one line, exit 1
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+    return main
+
+
+if __name__ == "__main__":
+    app.run(main_for(SUPERNET))
