@@ -4,11 +4,14 @@
     implementation (log_softmax + one-hot label gather + `tf.scan` over anti-diagonals,
     differentiated by autodiff, as TF peers do), forward + backward w.r.t. the logits.
 (b) pruned path vs exact loss, forward + backward INCLUDING the joiner
-    `logits = tanh(enc_proj + pred_proj) @ W` (full lattice [B,T,U+1] vs band [B,T,S]).
+    `logits = tanh(enc_proj + pred_proj) @ W` (full lattice [B,T,U+1] vs band [B,T,S]);
+    gradients w.r.t. enc_proj, pred_proj and W. The pruned side also runs the simple loss
+    (am = enc_proj @ W_am, lm = pred_proj @ W_lm) and the range selection.
 
 Time: median over interleaved repeats in this process. Peak memory: TF's CPU allocator keeps no
-stats, so each implementation runs in its own subprocess and reports the growth of
-`ru_maxrss` from after its inputs exist to after two forward+backward passes.
+stats, so each implementation runs in its own subprocess and reports its peak RSS growth
+(VmHWM after a reset, minus VmRSS) over one forward+backward pass, after a first pass that
+traces, XLA-compiles and warms caches.
 
     python -m experiments.benchmark_loss --output_json=artifacts/bench/loss.json
 """
@@ -85,6 +88,12 @@ def naive_rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=0):
     return -(final + last_blank)
 
 
+def _checksum(grads):
+    """Scalar that depends on every gradient element (keeps them computed, not exported)."""
+    import tensorflow as tf
+    return tf.add_n([tf.reduce_sum(tf.square(g)) for g in tf.nest.flatten(grads)])
+
+
 def build(name, seed=0):
     """Returns (step_fn, inputs) for one implementation; step_fn(*inputs) = loss and grads."""
     import numpy as np
@@ -93,12 +102,13 @@ def build(name, seed=0):
     from tf_todm.losses import pruned_rnnt_loss_from_parts, rnnt_loss
 
     rng = np.random.default_rng(seed)
+    gen = tf.random.Generator.from_seed(seed)  # float32 straight away: no float64 RSS peak
     b, t, u, v, j = FLAGS.batch, FLAGS.frames, FLAGS.labels, FLAGS.vocab, FLAGS.joiner_dim
     labels = tf.constant(rng.integers(1, v, size=(b, u)), tf.int32)
     logit_lengths = tf.constant(np.maximum(t - rng.integers(0, t // 10 + 1, size=b), 1), tf.int32)
     label_lengths = tf.constant(np.maximum(u - rng.integers(0, u // 10 + 1, size=b), 0), tf.int32)
     if name in ("exact_ours", "exact_naive"):
-        logits = tf.constant(rng.normal(size=(b, t, u + 1, v)).astype(np.float32))
+        logits = gen.normal((b, t, u + 1, v))
         loss_fn = rnnt_loss if name == "exact_ours" else naive_rnnt_loss
 
         @tf.function
@@ -106,34 +116,37 @@ def build(name, seed=0):
             with tf.GradientTape() as tape:
                 tape.watch(logits)
                 loss = tf.reduce_sum(loss_fn(logits, labels, logit_lengths, label_lengths))
-            return loss, tape.gradient(loss, logits)
+            return loss, _checksum(tape.gradient(loss, logits))
 
         return step, (logits,)
 
-    enc = tf.constant(rng.normal(size=(b, t, j)).astype(np.float32))
-    pred = tf.constant(rng.normal(size=(b, u + 1, j)).astype(np.float32))
-    weight = tf.constant((rng.normal(size=(j, v)) / np.sqrt(j)).astype(np.float32))
-    w_am = tf.constant((rng.normal(size=(j, v)) / np.sqrt(j)).astype(np.float32))
-    w_lm = tf.constant((rng.normal(size=(j, v)) / np.sqrt(j)).astype(np.float32))
-
-    def join_fn(enc_part, pred_part):
-        return tf.tanh(enc_part + pred_part) @ weight
+    enc = gen.normal((b, t, j))
+    pred = gen.normal((b, u + 1, j))
+    weight = gen.normal((j, v)) / np.sqrt(j)
+    w_am = gen.normal((j, v)) / np.sqrt(j)
+    w_lm = gen.normal((j, v)) / np.sqrt(j)
 
     @tf.function
-    def step(enc, pred):
+    def step(enc, pred, weight):
+        def join_fn(enc_part, pred_part):
+            # tensordot = one 2-D matmul (as keras Dense does); `@` with a rank-2 weight would
+            # batch the weight gradient into a [B*T*S, J, V] temporary.
+            return tf.tensordot(tf.tanh(enc_part + pred_part), weight, axes=1)
+
         with tf.GradientTape() as tape:
-            tape.watch([enc, pred])
+            tape.watch([enc, pred, weight])
             if name == "joiner_exact":
                 logits = join_fn(enc[:, :, None, :], pred[:, None, :, :])
                 loss = tf.reduce_sum(rnnt_loss(logits, labels, logit_lengths, label_lengths))
             else:
                 simple, pruned, _ = pruned_rnnt_loss_from_parts(
-                    enc, pred, join_fn, enc @ w_am, pred @ w_lm, labels, logit_lengths,
+                    enc, pred, join_fn, tf.tensordot(enc, w_am, axes=1),
+                    tf.tensordot(pred, w_lm, axes=1), labels, logit_lengths,
                     label_lengths, prune_range=FLAGS.prune_range)
                 loss = tf.reduce_sum(0.5 * simple + pruned)
-        return loss, tape.gradient(loss, [enc, pred])
+        return loss, _checksum(tape.gradient(loss, [enc, pred, weight]))
 
-    return step, (enc, pred)
+    return step, (enc, pred, weight)
 
 
 def _run(step, inputs):
@@ -142,13 +155,40 @@ def _run(step, inputs):
     tf.nest.map_structure(lambda x: x.numpy(), out)
 
 
+def _status_kib(field):
+    """A `Vm*` field of /proc/self/status in KiB (Linux), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def run_worker(name):
-    """Print the ru_maxrss growth (MiB) of two forward+backward passes of one implementation."""
+    """Print the peak RSS growth (MiB) of two forward+backward passes of one implementation.
+
+    Building the inputs can itself peak high (random generation temporaries), so the peak
+    counter is reset afterwards (Linux `clear_refs` 5) and growth is measured from the current
+    RSS; elsewhere it falls back to the ru_maxrss high-water mark. The step returns only scalars
+    (the gradients are reduced in-graph), so no numpy copy of a gradient is counted.
+    """
     step, inputs = build(name)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _run(step, inputs)  # trace, XLA-compile and allocate caches outside the measured window
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before, peak_field = _status_kib("VmRSS"), "VmHWM"
+    except OSError:
+        before, peak_field = None, None
+    if before is None:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _run(step, inputs)
-    _run(step, inputs)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _status_kib(peak_field) if peak_field else None
+    if after is None:
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"name": name, "peak_extra_mib": (after - before) / 1024.0}))
 
 

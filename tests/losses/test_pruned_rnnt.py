@@ -232,3 +232,20 @@ def test_from_parts_with_a_dense_joiner():
     assert np.all(pruned.numpy() >= exact - 1e-4)
     # Padded frames of utterance 1 get no gradient through the pruned joiner.
     assert np.all(grads[0].numpy()[2, 3:] == 0)
+
+
+def test_infeasible_band_gives_huge_loss_and_zero_gradient():
+    # 6 labels in 2 frames cannot fit a 2-wide band that moves by at most 1 per frame.
+    rng = np.random.default_rng(50)
+    labels = rng.integers(1, 5, size=(1, 6)).astype(np.int32)
+    logit_lengths, label_lengths = np.array([2], np.int32), np.array([6], np.int32)
+    logits = tf.constant(rng.normal(size=(1, 2, 7, 5)).astype(np.float32))
+    occ = exact_occupancy(logits.numpy(), labels, logit_lengths, label_lengths)
+    ranges = pruned_rnnt.get_prune_ranges(occ, logit_lengths, label_lengths, 2)
+    band = tf.gather(logits, ranges, batch_dims=2)
+    with tf.GradientTape() as tape:
+        tape.watch(band)
+        loss = pruned_rnnt.pruned_rnnt_loss(band, ranges, labels, logit_lengths, label_lengths)
+    grad = tape.gradient(loss, band).numpy()
+    assert float(loss[0]) > 1e29
+    assert np.all(grad == 0)

@@ -110,6 +110,8 @@ def get_prune_ranges(occupancy, logit_lengths, label_lengths, prune_range):
       int32 [B, T, S], `ranges[b, t, s] = r[b, t] + s`, with `r` non-decreasing, `r[b, 0] = 0`,
       `r[b, t+1] <= r[b, t] + S - 1`, and band values clipped to `[0, U]`.
       Entries above `label_lengths[b]` are outside the lattice and ignored by the pruned loss.
+      A band path needs `U_b + 1 - S <= (S - 1) (T_b - 1)`; otherwise the pruned loss is
+      >= 1e29 with zero gradient (choose S, or the frame rate, so that this cannot happen).
     """
     if prune_range < 2:
         raise LossShapeError(f"get_prune_ranges: prune_range must be >= 2, got {prune_range}")

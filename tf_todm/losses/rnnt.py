@@ -133,6 +133,9 @@ def _forward_backward(blank_lp, label_lp, logit_lengths, label_lengths):
     beta_up = tf.concat([beta_next[:, :, 1:], tf.fill([num_diag, batch, 1], NEG_INF)], axis=2)
     base = alpha_s - log_lik[None, :, None]
     zeros = tf.zeros_like(base)
+    # A lattice with no complete path (only possible for a pruned band) has log_lik ~ NEG_INF:
+    # its loss is huge and its occupancies are defined as 0.
+    valid = valid & (log_lik > 0.5 * NEG_INF)[None, :, None]
     occ_blank = tf.where(valid, tf.exp(tf.minimum(base + blank_s + beta_next, 0.0)), zeros)
     occ_label = tf.where(valid, tf.exp(tf.minimum(base + label_s + beta_up, 0.0)), zeros)
     occ_blank = unskew(occ_blank, frames + 1)[:, :frames]
