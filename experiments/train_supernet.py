@@ -34,6 +34,7 @@ flags.DEFINE_float("max_train_minutes", None, "Wall-clock limit; stops with a fi
 flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker"],
                   "Distribution strategy (overrides train strategy=...).")
 flags.DEFINE_integer("num_replicas", None, "Logical CPU devices for strategy=mirrored.")
+flags.DEFINE_float("step_delay_seconds", 0.0, "Testing aid: sleep after every step.")
 flags.DEFINE_string("subnet", None, "train_single only: SubnetConfig JSON (or a file holding it); "
                     "trains that architecture of the --model supernet alone.")
 
@@ -114,7 +115,8 @@ def run(supernet: bool) -> dict:
                                         dev_manifest=os.path.abspath(dev_manifest),
                                         tokenizer_path=os.path.abspath(tokenizer_path))
     summary = run_training(model_config, train_config, FLAGS.out_dir, train_utterances=train_utts,
-                           dev_utterances=dev_utts, tokenizer=tokenizer, strategy=strategy)
+                           dev_utterances=dev_utts, tokenizer=tokenizer, strategy=strategy,
+                           step_delay_seconds=FLAGS.step_delay_seconds)
     print(json.dumps({k: v for k, v in summary.items() if k != "last_scalars"}, indent=1,
                      sort_keys=True, default=str))
     return summary

@@ -139,6 +139,7 @@ class Trainer:
                                        self.total_steps, config.log_every_steps, self.is_chief)
         self._train_step = None
         self._consecutive_nonfinite = 0
+        self.step_delay_seconds = 0.0  # testing aid: sleep after each step (kill/resume tests)
 
     # --- one step ----------------------------------------------------------------------------
     def _build_train_step(self, input_signature=None):
@@ -260,6 +261,8 @@ class Trainer:
                 scalars, applied = self.train_step(batch, self.task.subnets_for_step(step))
                 self.state.batch_in_epoch.assign_add(1)
                 step = int(self.state.step.numpy())
+                if self.step_delay_seconds:
+                    time.sleep(self.step_delay_seconds)
                 if applied:
                     steps_this_call += 1
                     last_scalars = scalars
@@ -320,7 +323,8 @@ class Trainer:
 
 def run_training(model_config, train_config: TrainConfig, out_dir: str, *, train_utterances,
                  dev_utterances, tokenizer, strategy: Optional[tf.distribute.Strategy] = None,
-                 space=None, eval_subnets=None, final_eval: bool = True) -> dict:
+                 space=None, eval_subnets=None, final_eval: bool = True,
+                 step_delay_seconds: float = 0.0) -> dict:
     """Builds the task and trainer, trains (resuming if `out_dir/ckpt` has a checkpoint),
     evaluates dev WER at the end, and returns the summary (also in `out_dir/train_summary.json`).
     """
@@ -335,6 +339,7 @@ def run_training(model_config, train_config: TrainConfig, out_dir: str, *, train
     if task.space is not None:
         extra["search_space"] = task.space.to_dict()
     trainer = Trainer(task, train_config, out_dir, strategy, extra_config=extra)
+    trainer.step_delay_seconds = step_delay_seconds
     summary = trainer.train()
     if final_eval and dev_utterances:
         summary["dev"] = trainer.evaluate()
