@@ -10,8 +10,10 @@ import tensorflow as tf
 
 from tf_todm.models.elastic import dropout, prefix_mask
 
-NEG_INF = -1e9
-"""Additive bias of a masked attention score (exp underflows to exactly 0 in float32)."""
+NEG_INF = -30.0
+"""Additive bias of a masked attention score. Bounded on purpose: exp(-30) ~ 1e-13 is zero weight
+for practical purposes, while a huge constant (-1e9) would blow up the int8 range of the score
+tensor in full-int8 TFLite models (every real score quantizes to 0)."""
 
 
 def attention_mask(lengths, max_length, chunk_size: Optional[int] = None,

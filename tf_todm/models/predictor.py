@@ -14,6 +14,15 @@ from tf_todm.constants import BLANK_ID
 from tf_todm.models.elastic import dropout, prefix_mask
 
 
+def embed(embedding, tokens):
+    """Embedding lookup as `tf.gather` on the weight ([V, P] at int32 ids [...] -> [..., P]).
+
+    Keras' `Embedding.call` lowers to LESS + SELECT (negative-index handling), which TFLite-Micro
+    cannot run; GATHER is a builtin everywhere.
+    """
+    return tf.gather(embedding.embeddings, tf.cast(tokens, tf.int32))
+
+
 def prepend_blank(labels):
     """[B, U] int -> [B, U+1] int32 with BLANK_ID first."""
     labels = tf.cast(labels, tf.int32)
@@ -47,7 +56,7 @@ class StatelessPredictor(keras.layers.Layer):
         self.built = True
 
     def _embed(self, tokens, subnet, training):
-        e = self.embedding(tokens)
+        e = embed(self.embedding, tokens)
         rate = self.dropout_rate
         if subnet is not None:
             e *= prefix_mask(subnet["predictor_dim"], self.predictor_dim)
@@ -99,7 +108,7 @@ class LstmPredictor(keras.layers.Layer):
 
     def call(self, labels, subnet=None, training=False):
         rate = self.dropout_rate if subnet is None else subnet["dropout_rate"]
-        e = dropout(self.embedding(prepend_blank(labels)), rate, training)
+        e = dropout(embed(self.embedding, prepend_blank(labels)), rate, training)
         return dropout(self.lstm(e), rate, training)
 
     def init_state(self, batch_size: int):
@@ -108,7 +117,7 @@ class LstmPredictor(keras.layers.Layer):
 
     def step(self, tokens, state, subnet=None):
         """tokens int32 [B] -> (out [B, P], (h, c))."""
-        e = self.embedding(tf.cast(tokens, tf.int32))
+        e = embed(self.embedding, tokens)
         h, (h2, c) = self.lstm.cell(e, list(state))
         return h, (h2, c)
 
