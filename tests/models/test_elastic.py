@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_todm.export.extract import extract_subnet
-from tf_todm.models import SubnetConfig, Transducer, encode_subnet, sort_by_importance
+from tf_todm.models import Transducer, encode_subnet
 from tf_todm.models.testing import tiny_batch, tiny_config, tiny_space
 
 

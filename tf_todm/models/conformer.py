@@ -166,7 +166,16 @@ class ConformerEncoder(keras.layers.Layer):
                              f"(got {self.chunk_size}, {self.left_context}, {self.causal_conv})")
 
     def init_state(self, batch_size: int):
-        """Tuple state: (frames_done int32 [], subsampling (2 tensors), per block (k, v, conv))."""
+        """Zero streaming state, a flat tuple of 3 + 3L tensors:
+
+        state[0]  frames_done int32 []: encoder frames emitted so far (rotary offset, cache validity)
+        state[1]  subsampling conv1 input cache f32 [B, 2, F, 1]
+        state[2]  subsampling conv2 input cache f32 [B, 2, F1, subsampling_channels], F1 = (F-3)//2+1
+        per block i, state[3+3i : 6+3i]:
+                  key cache   f32 [B, left_context, H_i, head_dim] (keys already rotated)
+                  value cache f32 [B, left_context, H_i, head_dim]
+                  conv cache  f32 [B, conv_kernel_size - 1, C_i] (GLU outputs)
+        """
         self._check_streaming()
         state = [tf.zeros([], tf.int32), *self.subsampling.init_state(batch_size)]
         for block in self.blocks:
