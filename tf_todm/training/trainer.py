@@ -205,9 +205,13 @@ class Trainer:
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
+    @property
+    def _multi_worker(self) -> bool:
+        return bool(getattr(self.strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
     def _agree_stop(self, local_stop: bool) -> bool:
         """All workers stop together (a lone stop would leave the others in a collective)."""
-        if self.strategy.extended._in_multi_worker_mode():  # pylint: disable=protected-access
+        if self._multi_worker:
             flag = tf.constant(1.0 if local_stop else 0.0)
             value = self.strategy.reduce(
                 tf.distribute.ReduceOp.MAX,
@@ -276,10 +280,15 @@ class Trainer:
                 if stop_after_steps is not None and steps_this_call >= stop_after_steps:
                     stopped_by, done = "stop_after_steps", True
                     break
-                if applied and step % cfg.log_every_steps == 0 or time.perf_counter() > deadline:
-                    if self._agree_stop(time.perf_counter() > deadline):
+                if self._multi_worker:
+                    # Workers decide together, at the same steps, or one would wait forever.
+                    if (math.isfinite(deadline) and applied and step % cfg.log_every_steps == 0
+                            and self._agree_stop(time.perf_counter() > deadline)):
                         stopped_by, done = "max_train_minutes", True
                         break
+                elif time.perf_counter() > deadline:
+                    stopped_by, done = "max_train_minutes", True
+                    break
             else:
                 self.state.epoch.assign_add(1)
                 self.state.batch_in_epoch.assign(0)
