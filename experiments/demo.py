@@ -1,0 +1,271 @@
+"""The main job: train once, deploy many, on the built-in default corpus.
+
+    python -m experiments.demo --out_dir=artifacts/demo --flagfile=experiments/flags/demo.cfg
+
+Stages (each resumable: a finished stage's outputs are reused when the command is run again):
+  1. corpus      default TTS corpus (train/dev/test disjoint in voices and sentences)
+  2. tokenizer   SentencePiece on the training transcripts
+  3. supernet    elastic Conformer-Transducer, sandwich rule + in-place alpha-divergence KD
+  4. search      regularised evolution per device budget (dev WER; params / int8 bytes / latency,
+                 latency from LiteRT measurements of extracted subnets, fitted for the search)
+  5. export      each chosen subnet extracted and converted to streaming builtin-op .tflite bundles
+  6. evaluate    each bundle streamed chunk by chunk in LiteRT on the test split (WER per domain,
+                 RTF on 1 thread, per-chunk latency, size, peak memory)
+Writes `<out_dir>/report.json`, `<out_dir>/pareto.png` (search) and `<out_dir>/deploy.png`, and
+prints the table. Search settings reuse experiments.search's flags (--budgets, --population, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+from experiments import search as search_cli  # noqa: F401  (defines the search flags we reuse)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out_dir", "artifacts/demo", "Output folder of the whole job.")
+flags.DEFINE_string("corpus_dir", None, "Default corpus folder (default: <out_dir>/corpus).")
+flags.DEFINE_float("corpus_hours", 1.0, "Hours of default-corpus audio to generate.")
+flags.DEFINE_integer("corpus_seed", 0, "Seed of the default corpus.")
+flags.DEFINE_integer("vocab_size", 256, "SentencePiece vocabulary size (blank included).")
+flags.DEFINE_multi_string("model", [], "TransducerConfig override key=value (repeatable).")
+flags.DEFINE_multi_string("train", [], "TrainConfig override key=value (repeatable).")
+flags.DEFINE_float("supernet_minutes", 25.0, "Wall-clock limit of supernet training.")
+flags.DEFINE_integer("latency_samples", 8, "Subnets whose LiteRT latency is measured to fit the "
+                     "latency model used during the search (0: no latency).")
+flags.DEFINE_list("phone_modes", ["float32", "dynamic_int8", "full_int8"],
+                  "Quantization modes exported for phone budgets.")
+flags.DEFINE_integer("max_test_utterances", 0, "Evaluate on the first N test utterances (0 = all).")
+
+
+def stage(name: str):
+    logging.info("=== stage: %s", name)
+    print(f"\n=== {name} ===", flush=True)
+
+
+def make_corpus(corpus_dir: str) -> dict:
+    from tf_todm.data.synthetic import format_summary, generate_corpus
+    summary_path = os.path.join(corpus_dir, "summary.json")
+    if all(os.path.exists(os.path.join(corpus_dir, f"{s}.jsonl")) for s in ("train", "dev", "test")) \
+            and os.path.exists(summary_path):
+        with open(summary_path) as f:
+            summary = json.load(f)
+    else:
+        summary = generate_corpus(corpus_dir, hours=FLAGS.corpus_hours, seed=FLAGS.corpus_seed)
+    print(format_summary(summary))
+    return summary
+
+
+def make_tokenizer(path: str, texts):
+    from tf_todm.data.tokenizer import Tokenizer, train_tokenizer
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        train_tokenizer(texts, path[: -len(".model")], FLAGS.vocab_size)
+    tokenizer = Tokenizer(path)
+    print(f"tokenizer: {path} ({tokenizer.vocab_size} pieces incl. blank)")
+    return tokenizer
+
+
+def train_supernet(run_dir: str, train_utts, dev_utts, tokenizer) -> dict:
+    from tf_todm.models.config import TransducerConfig
+    from tf_todm.training.config import TrainConfig, parse_overrides
+    from tf_todm.training.trainer import run_training
+    model_config = parse_overrides(TransducerConfig(), FLAGS.model).replace(vocab_size=tokenizer.vocab_size)
+    train_config = parse_overrides(TrainConfig(supernet=True), FLAGS.train).replace(
+        max_train_minutes=FLAGS.supernet_minutes)
+    summary_path = os.path.join(run_dir, "train_summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            print(f"supernet already trained: {summary_path}")
+            return json.load(f)
+    return run_training(model_config, train_config, run_dir, train_utterances=train_utts,
+                        dev_utterances=dev_utts, tokenizer=tokenizer)
+
+
+def run_search(model, tokenizer, dev_utts, out_dir: str):
+    from tf_todm.data.pipeline import make_dataset
+    from tf_todm.models.config import search_space
+    from tf_todm.search.budgets import load_budgets
+    from tf_todm.search.cost_model import AnalyticCostModel, FittedLatencyModel, MeasuredLatency
+    from tf_todm.search.evaluator import SupernetWerEvaluator
+    from tf_todm.search.latency import tflite_encoder_latency_fn
+    import numpy as np
+
+    config = model.config
+    space = search_space(config)
+    budgets = load_budgets(FLAGS.budgets)
+    utts = dev_utts[: FLAGS.max_dev_utterances] if FLAGS.max_dev_utterances else dev_utts
+    dataset = make_dataset(utts, tokenizer, batch_size=FLAGS.batch_size, training=False, seed=FLAGS.seed)
+    evaluator = SupernetWerEvaluator(model, dataset, tokenizer)
+    latency, fit = None, None
+    if FLAGS.latency_samples > 0:
+        measured = MeasuredLatency(os.path.join(out_dir, "latency_cache.json"),
+                                   measure_fn=tflite_encoder_latency_fn(model, mode="dynamic_int8"))
+        rng = np.random.default_rng(FLAGS.seed)
+        samples = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(FLAGS.latency_samples - 2)]
+        for subnet in samples:
+            measured(subnet)
+        fit = FittedLatencyModel.fit_measured(measured, AnalyticCostModel(config))
+        latency = fit
+    costs_fn = AnalyticCostModel(config, latency=latency)
+    start = time.perf_counter()
+    results, cache = search_cli.search_budgets(space, evaluator, costs_fn, budgets, seed=FLAGS.seed,
+                                               max_evaluations=FLAGS.max_evaluations,
+                                               **search_cli.search_kwargs())
+    settings = {"seed": FLAGS.seed, **search_cli.search_kwargs(), "space": space.to_dict(),
+                "max_dev_utterances": FLAGS.max_dev_utterances, "total_evaluations": len(cache),
+                "latency_fit": None if fit is None else fit.to_dict(),
+                "wall_time_s": time.perf_counter() - start}
+    search_cli.report(results, settings, out_dir)
+    print(search_cli.format_table(results))
+    return results
+
+
+def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, out_dir: str) -> list:
+    import numpy as np
+    from tf_todm.data.audio import load_audio
+    from tf_todm.export.bundle import export_bundle
+    from tf_todm.export.evaluate import evaluate_tflite
+    from tf_todm.export.extract import extract_subnet
+
+    rng = np.random.default_rng(0)
+    calib = [load_audio(train_utts[i].audio_filepath)
+             for i in rng.choice(len(train_utts), size=min(32, len(train_utts)), replace=False)]
+    test = test_utts[: FLAGS.max_test_utterances] if FLAGS.max_test_utterances else test_utts
+    rows = []
+    for result in results:
+        name = result.budget.name
+        target = "mcu" if name.startswith("mcu") else "phone"
+        modes = ("full_int8",) if target == "mcu" else tuple(FLAGS.phone_modes)
+        subnet = result.best.config
+        extracted = extract_subnet(model, subnet)
+        bundles = export_bundle(extracted, tokenizer_path, os.path.join(out_dir, "bundles", name), name,
+                                modes=modes, representative_audios=calib, target=target,
+                                subnet_config=subnet)
+        for bundle in bundles:
+            metrics = evaluate_tflite(bundle["tflite"], test)
+            rows.append({
+                "name": f"{name}.{bundle['quantization']}", "budget": name,
+                "tflite": os.path.relpath(bundle["tflite"], out_dir),
+                "sidecar": os.path.relpath(bundle["sidecar"], out_dir), "target": target,
+                "quantization": bundle["quantization"], "params": int(extracted.count_params()),
+                "size_bytes": os.path.getsize(bundle["tflite"]), "wer": metrics["wer"],
+                "wer_per_domain": metrics.get("wer_per_domain"), "rtf": metrics["rtf"],
+                "latency_ms_median": metrics["latency_ms_median"],
+                "latency_ms_p90": metrics["latency_ms_p90"],
+                "peak_memory_bytes": metrics.get("peak_memory_bytes"),
+                "arena_bytes": bundle.get("arena_bytes"), "search_dev_wer": result.best.wer,
+                "subnet": subnet.to_dict(),
+            })
+            print(f"  {rows[-1]['name']:<28} WER {100 * metrics['wer']:6.2f}%  RTF {metrics['rtf']:.4f}",
+                  flush=True)
+    return rows
+
+
+def format_table(rows) -> str:
+    lines = [f"{'model':<28} {'target':<6} {'params':>9} {'KiB':>8} {'WER %':>7} {'cmd %':>7} "
+             f"{'open %':>7} {'RTF':>7} {'p50 ms':>7} {'p90 ms':>7}"]
+    for r in rows:
+        dom = r.get("wer_per_domain") or {}
+        pct = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        lines.append(f"{r['name']:<28} {r['target']:<6} {r['params']:>9d} {r['size_bytes'] / 1024:>8.1f} "
+                     f"{pct(r['wer']):>7} {pct(dom.get('command')):>7} {pct(dom.get('open')):>7} "
+                     f"{r['rtf']:>7.4f} {r['latency_ms_median']:>7.2f} {r['latency_ms_p90']:>7.2f}")
+    return "\n".join(lines)
+
+
+def plot_deploy(rows, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for quant in sorted({r["quantization"] for r in rows}):
+        sel = [r for r in rows if r["quantization"] == quant]
+        axes[0].scatter([r["size_bytes"] / 1024 for r in sel], [100 * r["wer"] for r in sel], label=quant)
+        axes[1].scatter([r["rtf"] for r in sel], [100 * r["wer"] for r in sel], label=quant)
+        for r in sel:
+            axes[0].annotate(r["budget"], (r["size_bytes"] / 1024, 100 * r["wer"]), fontsize=7)
+    axes[0].set_xlabel(".tflite size (KiB)")
+    axes[1].set_xlabel("real-time factor, 1 thread (LiteRT, streaming)")
+    for ax in axes:
+        ax.set_ylabel("test WER (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Deployed subnets: on-device test WER")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run() -> dict:
+    from tf_todm.data.manifest import read_manifest
+    out_dir = FLAGS.out_dir
+    os.makedirs(out_dir, exist_ok=True)
+    started = time.time()
+    timings = {}
+
+    stage("corpus")
+    t = time.time()
+    corpus_dir = FLAGS.corpus_dir or os.path.join(out_dir, "corpus")
+    corpus_summary = make_corpus(corpus_dir)
+    train_utts, dev_utts, test_utts = (read_manifest(os.path.join(corpus_dir, f"{s}.jsonl"))
+                                       for s in ("train", "dev", "test"))
+    timings["corpus_s"] = time.time() - t
+
+    stage("tokenizer")
+    run_dir = os.path.join(out_dir, "supernet")
+    tokenizer_path = os.path.join(run_dir, "tokenizer.model")
+    tokenizer = make_tokenizer(tokenizer_path, [u.text for u in train_utts])
+
+    stage("supernet training")
+    t = time.time()
+    train_summary = train_supernet(run_dir, train_utts, dev_utts, tokenizer)
+    timings["supernet_s"] = time.time() - t
+
+    stage("search")
+    t = time.time()
+    from tf_todm.recipes.common import load_transducer
+    model = load_transducer(run_dir)
+    results = run_search(model, tokenizer, dev_utts, out_dir)
+    timings["search_s"] = time.time() - t
+
+    stage("export + on-device evaluation")
+    t = time.time()
+    rows = export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, out_dir)
+    timings["export_evaluate_s"] = time.time() - t
+    timings["total_s"] = time.time() - started
+
+    plot_deploy(rows, os.path.join(out_dir, "deploy.png"))
+    report = {"models": rows, "corpus": corpus_summary,
+              "supernet": {k: v for k, v in train_summary.items() if k != "last_scalars"},
+              "timings": timings, "argv": sys.argv}
+    tmp = os.path.join(out_dir, ".report.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    os.replace(tmp, os.path.join(out_dir, "report.json"))
+    stage("report")
+    print(format_table(rows))
+    print(f"\nwrote {out_dir}/report.json, {out_dir}/pareto.png, {out_dir}/deploy.png")
+    return report
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; use --flags only", file=sys.stderr)
+        sys.exit(1)
+    if not FLAGS.budgets:
+        print("error: --budgets is required (a JSON file of device budgets)", file=sys.stderr)
+        sys.exit(1)
+    try:
+        run()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)
