@@ -59,10 +59,10 @@ def _manifest_case(kind: str, needles_fn):
     return build
 
 
-def _audio_case(kind: str, *expected: str):
+def _audio_case(kind: str, *expected: str, extra=()):
     def build(root):
         path, _ = F.manifest_with_bad_line(root, kind)
-        return _train_flags(root, path), [f"bad_{kind}.wav", *expected]
+        return _train_flags(root, path, *extra), [f"bad_{kind}.wav", *expected]
     return build
 
 
@@ -172,7 +172,10 @@ CASES = [
     Case("train_supernet/audio_corrupt", "train_supernet", _audio_case("corrupt", "not a readable audio")),
     Case("train_supernet/audio_empty_file", "train_supernet", _audio_case("empty_file"), slow=True),
     Case("train_supernet/audio_no_samples", "train_supernet", _audio_case("no_samples", "samples"), slow=True),
-    Case("train_supernet/audio_truncated", "train_supernet", _audio_case("truncated", "truncated")),
+    Case("train_supernet/audio_truncated", "train_supernet",
+         _audio_case("truncated", "truncated", extra=("--train=max_steps=1", "--train=num_epochs=1")), slow=True,
+         xfail="a truncated WAV passes pipeline.validate_utterances (headers only) and trains "
+               "silently, exit 0 (reliability_findings.md #4)"),
     Case("train_supernet/audio_8khz", "train_supernet", _audio_case("rate_8k", "8000", "16000")),
     Case("train_supernet/audio_stereo", "train_supernet", _audio_case("stereo", "channels", "mono"), slow=True),
     # train_*: flags and config

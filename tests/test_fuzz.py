@@ -161,7 +161,8 @@ def prop_normalize(words, number, seps, noise):
     out = normalize_text(noise)
     assert NORMAL.match(out), (noise, out)
     assert normalize_text(out) == out
-    assert normalize_text(noise.swapcase()) == out or any(c in noise for c in "İıſK")  # Unicode case quirks
+    # Case-insensitive for ASCII letters (Unicode case maps change lengths: 'ß'.upper() == 'SS').
+    assert normalize_text("".join(c.swapcase() if c.isascii() else c for c in noise)) == out
 
 
 test_normalize_fast, test_normalize_500 = _pair(
