@@ -106,9 +106,11 @@ class StreamingRecognizer:
     Args:
       model: `LiteRTModel` (or path). sidecar: the model's sidecar dict (`sidecar.load_sidecar`).
       max_symbols_per_frame: cap on emitted tokens per encoder frame.
+      frontend: `LiteRTModel` or path of the float front end (`frontend_step(audio, pcm_cache) ->
+        {features, pcm_cache}`), required when encoder_step takes "features" (bundle layout).
     """
 
-    def __init__(self, model, sidecar: dict, max_symbols_per_frame: int = 5):
+    def __init__(self, model, sidecar: dict, max_symbols_per_frame: int = 5, frontend=None):
         self.model = model if isinstance(model, LiteRTModel) else LiteRTModel(model)
         self.streaming = sidecar["streaming"]
         self.sample_rate_hz = int(sidecar["sample_rate_hz"])
@@ -116,6 +118,17 @@ class StreamingRecognizer:
         for name in ("encoder_step", "predictor_step", "joiner_step"):
             if name not in self.model.signature_names:
                 raise ModelCheckError(f"model has no {name!r} signature (has {self.model.signature_names})")
+        # features-input models (tf_todm.export.bundle) run a separate float front end first
+        self.input_name = self.streaming.get("encoder_input", "audio")
+        self.frontend = None
+        if self.input_name != "audio":
+            if frontend is None:
+                raise ModelCheckError(f"encoder_step takes {self.input_name!r}: pass the front-end model "
+                                      "(sidecar 'frontend_file')")
+            self.frontend = frontend if isinstance(frontend, LiteRTModel) else LiteRTModel(frontend)
+            if "frontend_step" not in self.frontend.signature_names:
+                raise ModelCheckError(f"front-end model has no 'frontend_step' signature "
+                                      f"(has {self.frontend.signature_names})")
 
     def _zeros(self, specs):
         return {k: np.zeros(v["shape"], np.dtype(v["dtype"])) for k, v in specs.items()}
@@ -129,9 +142,11 @@ class StreamingRecognizer:
         prime, chunk = int(info["prime_samples"]), int(info["chunk_samples"])
         enc_states = self._zeros(info["encoder_states"])
         pred_states = self._zeros(info["predictor_states"])
+        head = audio[:prime]
+        pcm_cache = np.zeros([1, prime], np.float32)
+        pcm_cache[0, : len(head)] = head
         if "pcm_cache" in enc_states:
-            head = audio[:prime]
-            enc_states["pcm_cache"][0, : len(head)] = head
+            enc_states["pcm_cache"] = pcm_cache
         body = audio[prime:]
         num_chunks = max(1, -(-len(body) // chunk))
         padded = np.zeros(num_chunks * chunk, np.float32)
@@ -142,7 +157,11 @@ class StreamingRecognizer:
         pred_states = {k: pred[k] for k in pred_states}
         for i in range(num_chunks):
             t0 = time.perf_counter()
-            out = self.model.run("encoder_step", audio=padded[None, i * chunk:(i + 1) * chunk], **enc_states)
+            x = padded[None, i * chunk:(i + 1) * chunk]
+            if self.frontend is not None:
+                front = self.frontend.run("frontend_step", audio=x, pcm_cache=pcm_cache)
+                x, pcm_cache = front["features"], front["pcm_cache"]
+            out = self.model.run("encoder_step", **{self.input_name: x}, **enc_states)
             enc_states = {k: out[k] for k in enc_states}
             enc = out["enc_proj"][0]
             for t in range(enc.shape[0]):
@@ -196,6 +215,18 @@ class MicroModel:
         return outs
 
 
+def _zero_inputs(interpreter) -> None:
+    """Sets every input of a TFLM interpreter to zeros (inputs by index until the index is out of range)."""
+    i = 0
+    while True:
+        try:
+            d = interpreter.get_input_details(i)
+        except Exception:
+            return
+        interpreter.set_input(np.zeros(d["shape"], np.dtype(d["dtype"])), i)
+        i += 1
+
+
 def min_arena_size(model_bytes: bytes, lo: int = 1024, hi: int | None = None, step: int = 1024) -> int:
     """Smallest arena (bytes, multiple of `step`) in which TFLM allocates and runs the model once."""
     from tflite_micro.python.tflite_micro import runtime
@@ -203,6 +234,7 @@ def min_arena_size(model_bytes: bytes, lo: int = 1024, hi: int | None = None, st
     def ok(size):
         try:
             it = runtime.Interpreter.from_bytes(bytes(model_bytes), arena_size=size)
+            _zero_inputs(it)  # uninitialised inputs can be invalid (e.g. GATHER ids out of range)
             it.invoke()
             return True
         except Exception:

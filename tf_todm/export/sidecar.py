@@ -9,6 +9,8 @@ Fields (all required unless noted):
     ({name: {"shape": [...], "dtype": str}}).
   signatures: {name: {"inputs": [...], "outputs": [...]}} as in the model.
   tokenizer_file: SentencePiece model file name (same directory) or null.
+  frontend_file (optional): float32 front-end model (same directory) when encoder_step takes
+    features (`tf_todm.export.bundle`); streaming then also has chunk_samples / prime_samples.
   blank_id: int. vocab_size: int.
   subnet: SubnetConfig dict or null (full model). model_config: TransducerConfig dict or null.
   quantization: one of `convert.MODES`.
@@ -29,7 +31,7 @@ _REQUIRED = {
     "format_version": int, "model_file": str, "sample_rate_hz": int, "features": dict,
     "streaming": dict, "signatures": dict, "blank_id": int, "vocab_size": int, "quantization": str,
 }
-_OPTIONAL = {"tokenizer_file": (str, type(None)), "subnet": (dict, type(None)),
+_OPTIONAL = {"tokenizer_file": (str, type(None)), "frontend_file": (str, type(None)), "subnet": (dict, type(None)),
              "model_config": (dict, type(None)), "metrics": dict}
 _STREAMING_REQUIRED = ("encoder_input", "chunk_frames", "encoder_frames_per_chunk", "prime_samples",
                        "encoder_states", "predictor_states")

@@ -1,0 +1,72 @@
+"""On-device evaluation of an exported streaming .tflite in LiteRT (1 thread, greedy).
+
+  python -m experiments.evaluate_tflite --model=DIR/asr.full_int8.tflite \
+      --manifest=data/default/test.jsonl --output_json=R.json [--max_utterances=200]
+
+Needs the sidecar DIR/asr.full_int8.json (and the front end / tokenizer it names). Writes R.json
+(WER, CER, per-domain WER, RTF, per-chunk latency median/p90, sizes, peak memory, hypotheses),
+updates the sidecar's measured metrics and prints a table. User errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+_MODEL = flags.DEFINE_string("model", None, "Exported .tflite (sidecar .json beside it).")
+_MANIFEST = flags.DEFINE_string("manifest", None, "JSONL manifest to evaluate on.")
+_OUTPUT = flags.DEFINE_string("output_json", None, "Result JSON path.")
+_MAX = flags.DEFINE_integer("max_utterances", None, "Evaluate only the first N utterances.")
+_MEMORY = flags.DEFINE_bool("measure_memory", True, "Measure peak memory in a subprocess.")
+_UPDATE = flags.DEFINE_bool("update_sidecar", True, "Write the measured numbers into the sidecar.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; use --flags only", file=sys.stderr)
+        return 1
+    for flag in (_MODEL, _MANIFEST, _OUTPUT):
+        if not flag.value:
+            print(f"error: --{flag.name} is required", file=sys.stderr)
+            return 1
+    if _MAX.value is not None and _MAX.value < 1:
+        print(f"error: --max_utterances={_MAX.value}: expected >= 1", file=sys.stderr)
+        return 1
+    try:
+        from tf_todm.data.manifest import read_manifest
+        from tf_todm.export.evaluate import evaluate_tflite
+        from tf_todm.export.runtime import load_model_bytes
+        from tf_todm.training.checkpoints import write_json_atomic
+
+        load_model_bytes(_MODEL.value)  # not-a-model errors before reading audio
+        utterances = read_manifest(_MANIFEST.value)
+        result = evaluate_tflite(_MODEL.value, utterances, _MAX.value, measure_memory=_MEMORY.value,
+                                 update_sidecar=_UPDATE.value)
+        result["manifest"] = _MANIFEST.value
+        write_json_atomic(_OUTPUT.value, result)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    rows = [("utterances", result["num_utterances"]), ("WER", f"{result['wer']:.4f}"),
+            ("CER", f"{result['cer']:.4f}")]
+    rows += [(f"WER[{d}]", f"{w:.4f}") for d, w in result["wer_by_domain"].items()]
+    rows += [("RTF (1 thread)", f"{result['rtf']:.4f}"),
+             ("chunk latency median ms", f"{result['latency_ms_median']:.2f}"),
+             ("chunk latency p90 ms", f"{result['latency_ms_p90']:.2f}"),
+             ("chunk audio ms", f"{result['chunk_ms']:.0f}"), ("model bytes", result["model_bytes"]),
+             ("front end bytes", result["frontend_bytes"])]
+    if "peak_memory_bytes" in result:
+        rows.append(("peak memory delta bytes", result["peak_memory_bytes"]))
+    for k, v in rows:
+        print(f"{k:<26}{v}")
+    print(f"wrote {_OUTPUT.value}")
+    return 0
+
+
+def run():
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,169 @@
+"""Export one subnet as a deployable on-device bundle (float front end + per-mode .tflite + sidecars).
+
+  python -m experiments.export --model=extracted.keras --tokenizer=tokenizer.model \
+      --mode=float32,dynamic_int8,full_int8 --train_manifest=data/default/train.jsonl --out_dir=DIR
+  python -m experiments.export --checkpoint=artifacts/run --subnet_json=subnet.json \
+      --mode=full_int8 --target=mcu --train_manifest=data/default/train.jsonl --out_dir=DIR
+
+--checkpoint takes a trainer run folder (config.json, ckpt/, tokenizer.model); with --subnet_json
+(a file or inline JSON SubnetConfig) the subnet is extracted first. Calibration audio for full_int8
+comes from the TRAINING manifest (first --num_calibration_utterances utterances). Writes
+DIR/<name>.<mode>.tflite + .json, DIR/<name>.frontend.tflite, DIR/tokenizer.model and
+DIR/export_summary.json, and prints a table. User errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+
+_MODEL = flags.DEFINE_string("model", None, "Extracted subnet saved as .keras (plain Transducer).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Trainer run folder (config.json, ckpt/, tokenizer.model).")
+_SUBNET = flags.DEFINE_string("subnet_json", None, "SubnetConfig JSON file or inline JSON (with --checkpoint).")
+_TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece model (default: <checkpoint>/tokenizer.model).")
+_MODE = flags.DEFINE_multi_string("mode", None, "Quantization mode(s), repeatable or comma list "
+                                  "(float32, float16, dynamic_int8, full_int8, int16x8). "
+                                  "Default: float32,dynamic_int8,full_int8.")
+_TARGET = flags.DEFINE_string("target", "phone", "phone | mcu (mcu adds TFLite-Micro int8 builds).")
+_TRAIN_MANIFEST = flags.DEFINE_string("train_manifest", None, "Training JSONL manifest (calibration audio).")
+_NUM_CAL = flags.DEFINE_integer("num_calibration_utterances", 20, "Calibration utterances from --train_manifest.")
+_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output folder.")
+_NAME = flags.DEFINE_string("name", "asr", "File stem of the bundle's models.")
+
+
+class CliError(ValueError):
+    pass
+
+
+def parse_modes(values) -> list[str]:
+    from tf_todm.export.bundle import DEFAULT_MODES
+    from tf_todm.export.convert import MODES
+
+    modes = [m.strip() for v in (values or []) for m in v.split(",") if m.strip()] or list(DEFAULT_MODES)
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise CliError(f"--mode: {bad} not in {list(MODES)}")
+    return list(dict.fromkeys(modes))
+
+
+def parse_subnet(text: str):
+    from tf_todm.models.elastic_space import SubnetConfig
+
+    where = "--subnet_json"
+    if os.path.isfile(text):
+        where = text
+        with open(text) as f:
+            text = f.read()
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CliError(f"{where}:{e.lineno}: not valid JSON ({e.msg}); expected a SubnetConfig object "
+                       "or the path of a file holding one") from None
+    if isinstance(d, dict) and "subnet" in d and isinstance(d["subnet"], dict):
+        d = d["subnet"]  # a sidecar / search result entry
+    if not isinstance(d, dict):
+        raise CliError(f"{where}: expected a JSON object (SubnetConfig), got {type(d).__name__}")
+    try:
+        return SubnetConfig.from_dict(d)
+    except (TypeError, KeyError, ValueError) as e:
+        raise CliError(f"{where}: not a SubnetConfig ({e})") from None
+
+
+def load_model():
+    import keras
+
+    if bool(_MODEL.value) == bool(_CHECKPOINT.value):
+        raise CliError("give exactly one of --model=X.keras or --checkpoint=RUN_DIR")
+    if _SUBNET.value and not _CHECKPOINT.value:
+        raise CliError("--subnet_json needs --checkpoint (a .keras model is already extracted)")
+    if _MODEL.value:
+        path = _MODEL.value
+        if not os.path.isfile(path):
+            raise CliError(f"{path}: no such model file")
+        import tf_todm.models  # noqa: F401  (registers the layers)
+        from tf_todm.models.transducer import Transducer
+
+        try:
+            model = keras.saving.load_model(path)
+        except Exception as e:
+            raise CliError(f"{path}: not a loadable .keras model ({str(e).strip().splitlines()[0][:200]})") from None
+        if not isinstance(model, Transducer):
+            raise CliError(f"{path}: expected a tf_todm Transducer, got {type(model).__name__}")
+        return model, None
+    from tf_todm.export.bundle import load_trained_model
+
+    subnet = parse_subnet(_SUBNET.value) if _SUBNET.value else None
+    return load_trained_model(_CHECKPOINT.value, subnet), subnet
+
+
+def calibration_audio(needed: bool):
+    from tf_todm.data.audio import load_audio
+    from tf_todm.data.manifest import read_manifest
+
+    if not _TRAIN_MANIFEST.value:
+        if needed:
+            raise CliError("--train_manifest is required for full_int8 / int16x8 / --target=mcu (calibration audio)")
+        return []
+    utts = read_manifest(_TRAIN_MANIFEST.value)[: max(1, _NUM_CAL.value)]
+    if not utts:
+        raise CliError(f"{_TRAIN_MANIFEST.value}: no utterances")
+    return [load_audio(u.audio_filepath) for u in utts]
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}; use --flags only", file=sys.stderr)
+        return 1
+    try:
+        if not _OUT_DIR.value:
+            raise CliError("--out_dir is required")
+        if _TARGET.value not in ("phone", "mcu"):
+            raise CliError(f"--target={_TARGET.value!r}: expected phone or mcu")
+        modes = parse_modes(_MODE.value)
+        if _TARGET.value == "mcu" and "full_int8" not in modes:
+            raise CliError("--target=mcu needs full_int8 among --mode")
+        tokenizer = _TOKENIZER.value
+        if tokenizer is None and _CHECKPOINT.value:
+            tokenizer = os.path.join(_CHECKPOINT.value, "tokenizer.model")
+        if tokenizer is None:
+            raise CliError("--tokenizer is required with --model")
+        if not os.path.isfile(tokenizer):
+            raise CliError(f"{tokenizer}: tokenizer model not found")
+        from tf_todm.export.convert import CALIBRATION_MODES
+
+        audios = calibration_audio(bool(set(modes) & set(CALIBRATION_MODES)) or _TARGET.value == "mcu")
+        model, subnet = load_model()
+        from tf_todm.export.bundle import export_bundle
+
+        start = time.perf_counter()
+        sidecars = export_bundle(model, tokenizer, _OUT_DIR.value, _NAME.value, modes, audios,
+                                 target=_TARGET.value, subnet_config=subnet)
+        summary = {"argv": sys.argv, "out_dir": os.path.abspath(_OUT_DIR.value), "target": _TARGET.value,
+                   "calibration_utterances": len(audios), "wall_time_s": time.perf_counter() - start,
+                   "models": [{"mode": s["quantization"], "file": s["model_file"],
+                               "size_bytes": s["metrics"]["size_bytes"], "mcu": s.get("mcu")} for s in sidecars]}
+        from tf_todm.training.checkpoints import write_json_atomic
+
+        write_json_atomic(os.path.join(_OUT_DIR.value, "export_summary.json"), summary)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{'mode':<14}{'file':<40}{'bytes':>10}")
+    for m in summary["models"]:
+        print(f"{m['mode']:<14}{m['file']:<40}{m['size_bytes']:>10}")
+        for sig, info in (m["mcu"] or {}).items():
+            print(f"  mcu {sig:<12} arena {info['arena_bytes']} B, TFLM vs LiteRT max {info['max_abs_diff_lsb']} LSB")
+    print(f"wrote {summary['out_dir']}")
+    return 0
+
+
+def run():
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,113 @@
+"""experiments.export / experiments.evaluate_tflite: user errors are one line + exit 1; a full
+export -> evaluate run from a saved .keras subnet (slow)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli(name, *args, timeout=900):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", f"experiments.{name}", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=timeout)
+
+
+def assert_one_line_error(proc, pattern):
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and pattern in lines[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_export_flag_errors(tmp_path):
+    assert_one_line_error(cli("export", f"--model={tmp_path}/x.keras"), "--out_dir is required")
+    assert_one_line_error(cli("export", "--out_dir=" + str(tmp_path), "--mode=float32,int4", "--tokenizer=t"),
+                          "--mode: ['int4'] not in")
+    tok = tmp_path / "tok.model"
+    tok.write_bytes(b"x")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
+                              f"--model={tmp_path}/x.keras", f"--checkpoint={tmp_path}"),
+                          "exactly one of --model")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
+                              f"--model={bad}"), "bad.keras: not a loadable .keras model")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=full_int8",
+                              f"--model={bad}"), "--train_manifest is required")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", "--mode=float32", f"--checkpoint={tmp_path}/run",
+                              f"--tokenizer={tok}", "--subnet_json={\"num_blocks\": 1}"),
+                          "--subnet_json: not a SubnetConfig")
+
+
+def test_evaluate_errors(tmp_path):
+    assert_one_line_error(cli("evaluate_tflite", "--manifest=m.jsonl", "--output_json=r.json"), "--model is required")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"\x00" * 64)
+    assert_one_line_error(cli("evaluate_tflite", f"--model={junk}", "--manifest=m.jsonl", "--output_json=r.json"),
+                          "junk.tflite: not a TFLite flatbuffer")
+    # a real (tiny) TFLite model without a sidecar
+    import tensorflow as tf
+
+    fn = tf.function(lambda x: {"y": x + 1.0}, input_signature=[tf.TensorSpec([1], tf.float32, name="x")])
+    model = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
+    (tmp_path / "plain.tflite").write_bytes(model)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"audio_filepath": "a.wav", "duration": 1.0}\n')
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              "--output_json=r.json"), "m.jsonl:1")
+    manifest.write_text("")
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              f"--output_json={tmp_path}/r.json", "--max_utterances=0"), "--max_utterances=0")
+
+
+@pytest.mark.slow
+def test_export_then_evaluate_end_to_end(tmp_path):
+    """.keras subnet -> experiments.export (float32 + full_int8, calibration from a train manifest) ->
+    experiments.evaluate_tflite on a test manifest: files, sidecar metrics, result JSON."""
+    import tensorflow as tf
+
+    from tf_todm.data.audio import write_wav
+    from tf_todm.data.manifest import Utterance, write_manifest
+    from tf_todm.data.tokenizer import train_tokenizer
+    from tf_todm.models.testing import tiny_config
+    from tf_todm.models.transducer import Transducer
+
+    texts = [("turn on the lights", "en"), ("set a timer", "en-us"), ("quick brown fox jumps over the lazy dog", "en")]
+    utts = []
+    for i, (text, voice) in enumerate(texts):
+        wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
+        raw = subprocess.run(["sox", "-t", "wav", "-", "-t", "raw", "-r", "16000", "-e", "floating-point", "-b",
+                              "32", "-c", "1", "-"], input=wav, capture_output=True, check=True).stdout
+        path = str(tmp_path / f"u{i}.wav")
+        write_wav(path, np.frombuffer(raw, np.float32))
+        utts.append(Utterance(path, 1.0, text, "s", "commands" if i < 2 else "open"))
+    write_manifest(str(tmp_path / "train.jsonl"), utts[:2])
+    write_manifest(str(tmp_path / "test.jsonl"), utts[2:] + utts[:1])
+    tok = train_tokenizer([t for t, _ in texts], str(tmp_path / "tok"), 29, "char")
+    tf.keras.utils.set_random_seed(0)
+    model = Transducer(tiny_config(input_dim=80, vocab_size=29, chunk_size=2, left_context=4, causal_conv=True,
+                                   predictor_type="stateless", dropout=0.0))
+    model.save(str(tmp_path / "sub.keras"))
+    out = tmp_path / "out"
+    proc = cli("export", f"--model={tmp_path}/sub.keras", f"--tokenizer={tok}", "--mode=float32",
+               "--mode=full_int8", f"--train_manifest={tmp_path}/train.jsonl", f"--out_dir={out}", "--name=sub")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(out)) == sorted(["export_summary.json", "sub.float32.json", "sub.float32.tflite",
+                                              "sub.frontend.tflite", "sub.full_int8.json", "sub.full_int8.tflite",
+                                              "tokenizer.model"])
+    summary = json.load(open(out / "export_summary.json"))
+    assert summary["calibration_utterances"] == 2
+    proc = cli("evaluate_tflite", f"--model={out}/sub.full_int8.tflite", f"--manifest={tmp_path}/test.jsonl",
+               f"--output_json={tmp_path}/r.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.load(open(tmp_path / "r.json"))
+    assert r["num_utterances"] == 2 and sorted(r["wer_by_domain"]) == ["commands", "open"]
+    assert "WER" in proc.stdout and "RTF" in proc.stdout
+    side = json.load(open(out / "sub.full_int8.json"))
+    assert side["metrics"]["wer"] == pytest.approx(r["wer"])

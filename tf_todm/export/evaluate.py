@@ -1,0 +1,158 @@
+"""On-device evaluation of an exported streaming `.tflite` in LiteRT (1 thread, greedy decoding).
+
+`evaluate_tflite(model_path, utterances)` streams every utterance chunk by chunk through
+`runtime.StreamingRecognizer` (front end from the sidecar's `frontend_file` when the model takes
+features) and returns:
+
+  wer, cer, wer_by_domain {domain: wer}, num_utterances, audio_seconds,
+  rtf (total compute / total audio), latency_ms_median / latency_ms_p90 (per chunk: front end +
+  encoder + greedy decoding of its frames), chunk_ms (audio per chunk),
+  model_bytes (the .tflite), frontend_bytes, total_bytes,
+  peak_memory_bytes (VmHWM after loading + streaming one utterance minus VmHWM after the imports,
+  measured in a fresh subprocess so earlier work in this process does not hide it), and
+  hypotheses [{audio_filepath, reference, hypothesis, domain}].
+
+It also writes the measured numbers into the sidecar's `metrics` (`update_sidecar=True`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from tf_todm import metrics
+from tf_todm.data.audio import load_audio
+from tf_todm.data.tokenizer import Tokenizer
+from tf_todm.export import runtime, sidecar as sidecar_lib
+
+
+class EvaluationError(ValueError):
+    """Unusable evaluation request (no utterances, no tokenizer, ...); one line naming the file."""
+
+
+def _resolve(model_path: str, file_name: str | None) -> str | None:
+    if not file_name:
+        return None
+    return os.path.join(os.path.dirname(os.path.abspath(model_path)), file_name)
+
+
+def load_recognizer(model_path: str, num_threads: int = 1):
+    """(StreamingRecognizer, sidecar dict, sidecar path, Tokenizer or None) for an exported model."""
+    model = runtime.LiteRTModel(model_path, num_threads=num_threads)  # checks the file is a model
+    side_path = sidecar_lib.sidecar_path_for(model_path)
+    side = sidecar_lib.load_sidecar(side_path)
+    frontend_path = _resolve(model_path, side.get("frontend_file"))
+    frontend = None
+    if frontend_path is not None:
+        if not os.path.isfile(frontend_path):
+            raise EvaluationError(f"{side_path}: frontend_file {side['frontend_file']!r} not found beside the model")
+        frontend = runtime.LiteRTModel(frontend_path, num_threads=num_threads)
+    recognizer = runtime.StreamingRecognizer(model, side, frontend=frontend)
+    tok_path = _resolve(model_path, side.get("tokenizer_file"))
+    tokenizer = None
+    if tok_path is not None:
+        if not os.path.isfile(tok_path):
+            raise EvaluationError(f"{side_path}: tokenizer_file {side['tokenizer_file']!r} not found beside the model")
+        tokenizer = Tokenizer(tok_path)
+    return recognizer, side, side_path, tokenizer
+
+
+_MEASURE = r"""
+import json, sys, numpy as np
+from tf_todm.export.runtime import peak_rss_bytes
+base = peak_rss_bytes()
+from tf_todm.export.evaluate import load_recognizer
+audio = np.load(sys.argv[2])
+after_import = peak_rss_bytes()
+rec = load_recognizer(sys.argv[1])[0]
+rec.recognize(audio)
+print(json.dumps({"baseline_bytes": base, "after_import_bytes": after_import, "peak_bytes": peak_rss_bytes()}))
+"""
+
+
+def measure_peak_memory(model_path: str, audio: np.ndarray) -> dict:
+    """Loads the model (+ front end) and streams `audio` once in a fresh Python; VmHWM numbers.
+
+    `model_delta_bytes` = peak - after imports (model load + streaming run).
+    """
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with tempfile.TemporaryDirectory(prefix="tf_todm_mem_") as tmp:
+        audio_path = os.path.join(tmp, "audio.npy")
+        np.save(audio_path, np.asarray(audio, np.float32))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.run([sys.executable, "-c", _MEASURE, os.path.abspath(model_path), audio_path],
+                              capture_output=True, text=True, env=env, timeout=900, cwd=root)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["model_delta_bytes"] = result["peak_bytes"] - result["after_import_bytes"]
+    return result
+
+
+def evaluate_tflite(model_path: str, utterances, max_utterances: int | None = None,
+                    measure_memory: bool = True, update_sidecar: bool = True) -> dict:
+    """Streams `utterances` (`manifest.Utterance` list) through the model; see module docstring."""
+    recognizer, side, side_path, tokenizer = load_recognizer(model_path)
+    if tokenizer is None:
+        raise EvaluationError(f"{side_path}: tokenizer_file is null; WER needs the tokenizer beside the model")
+    utterances = list(utterances)[: max_utterances] if max_utterances else list(utterances)
+    if not utterances:
+        raise EvaluationError(f"evaluate_tflite({model_path}): no utterances to evaluate")
+    refs, hyps, domains, rows = [], [], [], []
+    latencies, compute, audio_total = [], 0.0, 0.0
+    first_audio = None
+    for utt in utterances:
+        audio = load_audio(utt.audio_filepath)
+        if first_audio is None:
+            first_audio = audio
+        result = recognizer.recognize(audio)
+        hyp = tokenizer.decode(result.tokens)
+        refs.append(utt.text)
+        hyps.append(hyp)
+        domains.append(utt.domain or "")
+        rows.append({"audio_filepath": utt.audio_filepath, "reference": utt.text, "hypothesis": hyp,
+                     "domain": utt.domain})
+        latencies.extend(result.chunk_latency_s)
+        compute += result.compute_s
+        audio_total += result.audio_s
+    by_domain = {}
+    for d in sorted(set(domains)):
+        idx = [i for i, x in enumerate(domains) if x == d]
+        by_domain[d or "(none)"] = metrics.wer([refs[i] for i in idx], [hyps[i] for i in idx])
+    lat_ms = 1000.0 * np.asarray(latencies)
+    info = side["streaming"]
+    model_bytes = os.path.getsize(model_path)
+    front = _resolve(model_path, side.get("frontend_file"))
+    frontend_bytes = os.path.getsize(front) if front else 0
+    out = {
+        "model": os.path.abspath(model_path), "quantization": side["quantization"],
+        "num_utterances": len(utterances), "audio_seconds": audio_total,
+        "wer": metrics.wer(refs, hyps), "cer": metrics.cer(refs, hyps), "wer_by_domain": by_domain,
+        "rtf": compute / max(audio_total, 1e-9),
+        "latency_ms_median": float(np.median(lat_ms)), "latency_ms_p90": float(np.percentile(lat_ms, 90)),
+        "num_chunks": int(lat_ms.size),
+        "chunk_ms": 1000.0 * int(info["chunk_samples"]) / int(side["sample_rate_hz"]),
+        "model_bytes": model_bytes, "frontend_bytes": frontend_bytes,
+        "total_bytes": model_bytes + frontend_bytes, "num_threads": 1,
+    }
+    if measure_memory:
+        mem = measure_peak_memory(model_path, first_audio)
+        out["peak_memory_bytes"] = int(mem["model_delta_bytes"])
+        out["process_peak_bytes"] = int(mem["peak_bytes"])
+    out["hypotheses"] = rows
+    if update_sidecar:
+        measured = {k: out[k] for k in ("wer", "cer", "wer_by_domain", "rtf", "latency_ms_median",
+                                        "latency_ms_p90", "num_utterances", "audio_seconds", "total_bytes")
+                    if k in out}
+        measured["size_bytes"] = model_bytes
+        if "peak_memory_bytes" in out:
+            measured["peak_memory_bytes"] = out["peak_memory_bytes"]
+        side = dict(side, metrics=dict(side.get("metrics") or {}, **measured))
+        sidecar_lib.write_sidecar(side_path, side)
+    return out
