@@ -228,8 +228,8 @@ def run() -> dict:
 
     stage("search")
     t = time.time()
-    from tf_todm.recipes.common import load_transducer
-    model = load_transducer(run_dir)
+    from tf_todm.training.restore import load_trained_model
+    model = load_trained_model(run_dir)
     results = run_search(model, tokenizer, dev_utts, out_dir)
     timings["search_s"] = time.time() - t
 

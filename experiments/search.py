@@ -48,13 +48,10 @@ _TOY_EVAL_MS = flags.DEFINE_float("toy_eval_ms", 0.0, "Sleep per toy evaluation 
 
 
 def load_supernet(checkpoint_dir: str):
-    """(model, model_config, tokenizer) of a trained supernet run folder.
-
-    Not wired yet: depends on the trainer's checkpoint format.
-    """
-    raise NotImplementedError(
-        f"load_supernet({checkpoint_dir!r}): loading a supernet checkpoint is not wired yet "
-        "(tf_todm.training checkpoint format); use --evaluator=toy meanwhile")
+    """(model, model_config, tokenizer) of a trained supernet run folder."""
+    from tf_todm.training.restore import load_run_tokenizer, load_trained_model
+    model = load_trained_model(checkpoint_dir)
+    return model, model.config, load_run_tokenizer(checkpoint_dir)
 
 
 def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Optional[str] = None,
@@ -194,7 +191,7 @@ def main(argv):
                     "latency_fit": None if fit is None else fit.to_dict(),
                     "total_evaluations": len(cache), "wall_time_s": time.perf_counter() - start}
         report(results, settings, _OUT.value)
-    except (ValueError, NotImplementedError) as e:
+    except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(format_table(results))

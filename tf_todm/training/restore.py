@@ -1,0 +1,49 @@
+"""Load a trained run folder (`config.json` + `ckpt/` + `tokenizer.model`) for search and export."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from tf_todm.models.config import TransducerConfig
+from tf_todm.models.transducer import Transducer
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be loaded; the message names the file and what was expected."""
+
+
+def load_trained_model(run_dir: str) -> Transducer:
+    """The `Transducer` of a trainer run folder: `config.json["model"]` + the newest `ckpt/`."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        raise RunFolderError(f"{path}: missing; expected a training run folder with config.json and ckpt/")
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except json.JSONDecodeError as e:
+        raise RunFolderError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise RunFolderError(f"{path}: no 'model' entry (the TransducerConfig of the run)")
+    model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+    if latest is None:
+        raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
+    model.build()
+    status = tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise RunFolderError(f"{latest}: checkpoint does not match the model in {path} ({str(e)[:200]})") from None
+    return model
+
+
+def load_run_tokenizer(run_dir: str):
+    """The run's `tokenizer.model` as a `Tokenizer`."""
+    from tf_todm.data.tokenizer import Tokenizer
+    path = os.path.join(run_dir, "tokenizer.model")
+    if not os.path.exists(path):
+        raise RunFolderError(f"{path}: missing; expected the run's SentencePiece model")
+    return Tokenizer(path)
