@@ -97,7 +97,7 @@ def prefix_mask(width, max_width: int) -> tf.Tensor:
 
 def dropout(x: tf.Tensor, rate, training: bool) -> tf.Tensor:
     """Inverted dropout whose `rate` may be a (per-subnet) scalar tensor; identity unless training."""
-    if not training:
+    if not training or (isinstance(rate, (int, float)) and rate == 0):
         return x
     rate = tf.cast(rate, x.dtype)
     keep = tf.cast(tf.random.uniform(tf.shape(x), dtype=x.dtype) >= rate, x.dtype)
