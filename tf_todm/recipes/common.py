@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import weakref
 from typing import Optional, Sequence
 
 import numpy as np
@@ -161,6 +162,9 @@ def eval_dataset(utterances: Sequence, tokenizer, batch_size: int = 8):
                         specaugment=None)
 
 
+_ENCODE_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size: int = 8) -> dict:
     """Float Keras test metrics: {"wer", "rtf", "audio_seconds", "decode_seconds"}.
 
@@ -173,12 +177,12 @@ def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size
         return {"wer": float("nan"), "rtf": float("nan"), "audio_seconds": 0.0, "decode_seconds": 0.0}
     refs, hyps = [], []
     seconds, audio = 0.0, 0.0
-    encode = getattr(model, "_recipe_encode_fn", None)
+    encode = _ENCODE_FNS.get(model)
     if encode is None:  # one trace per model: [B, T] dynamic
         encode = tf.function(lambda f, n: model.encode(f, n, training=False), input_signature=[
             tf.TensorSpec([None, None, model.config.input_dim], tf.float32),
             tf.TensorSpec([None], tf.int32)])
-        model._recipe_encode_fn = encode
+        _ENCODE_FNS[model] = encode
     for batch in eval_dataset(utterances, tokenizer, batch_size):
         start = time.perf_counter()
         enc, enc_lengths = encode(batch["features"], batch["feature_lengths"])

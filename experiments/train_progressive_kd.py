@@ -1,0 +1,137 @@
+"""Multi-stage progressive distillation of a Conformer-Transducer (tf_todm.recipes.progressive_kd).
+
+    python -m experiments.train_progressive_kd --flagfile=experiments/flags/progressive_kd_small.cfg \
+        --out_dir=artifacts/progressive_kd_small [--teacher_run=artifacts/single_small]
+
+Stage k distils stage k-1's student (stage 1: the teacher) into the size given by the k-th entry
+of `--stage_num_blocks`, `--stage_ff_dims`, `--stage_num_heads`, `--stage_conv_dims`,
+`--stage_predictor_dims`, `--stage_joiner_dims` (and optionally `--stage_model_dims`). Loss:
+`label_loss_weight` x RNN-T + `kd_weight` x KL(p_teacher || q_student) over the lattice
+(`--train=loss=exact`) or the teacher's pruned band (`--train=loss=pruned`); the weights are
+`--train=kd_weight=...` / `--train=label_loss_weight=...`. Students are the teacher's slices
+(`extract_subnet`) when the widths allow, else random (recorded per stage as "init").
+`--epochs_per_stage` epochs each. With `--baselines` the same final size is also trained by
+one-shot distillation from the first teacher and from scratch (same epochs as ALL stages together),
+and test WERs are compared. Without `--teacher_run` a teacher is trained from the `--model`
+config for `--teacher_epochs` epochs in `<out_dir>/teacher`. Writes `<out_dir>/stage<k>/`,
+`<out_dir>/result.json`. User errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+from experiments import train_supernet as ts
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("teacher_run", None, "Trainer run folder of the first teacher Transducer.")
+flags.DEFINE_integer("teacher_epochs", 4, "Epochs of the teacher trained when --teacher_run is not given.")
+flags.DEFINE_list("stage_num_blocks", ["4", "3", "2"], "Encoder blocks per stage.")
+flags.DEFINE_list("stage_ff_dims", ["384", "288", "192"], "Feed-forward width per stage.")
+flags.DEFINE_list("stage_num_heads", ["4", "4", "2"], "Attention heads per stage.")
+flags.DEFINE_list("stage_conv_dims", ["144", "144", "72"], "Convolution channels per stage.")
+flags.DEFINE_list("stage_predictor_dims", ["256", "192", "128"], "Predictor width per stage.")
+flags.DEFINE_list("stage_joiner_dims", ["320", "256", "160"], "Joiner width per stage.")
+flags.DEFINE_list("stage_model_dims", [], "Optional model_dim per stage (a change means random init).")
+flags.DEFINE_integer("epochs_per_stage", 2, "Epochs of each distillation stage.")
+flags.DEFINE_bool("baselines", True, "Also run one-shot KD and from-scratch training of the final size.")
+flags.DEFINE_string("test_manifest", None, "Test JSONL manifest (default: <corpus_dir>/test.jsonl "
+                    "when it exists).")
+
+
+def stages_from_flags():
+    from tf_todm.recipes.common import parse_int_list
+    from tf_todm.recipes.progressive_kd import stages_from_lists
+    names = ("stage_num_blocks", "stage_ff_dims", "stage_num_heads", "stage_conv_dims",
+             "stage_predictor_dims", "stage_joiner_dims")
+    lists = [parse_int_list(getattr(FLAGS, n), n) for n in names]
+    model_dims = (parse_int_list(FLAGS.stage_model_dims, "stage_model_dims")
+                  if FLAGS.stage_model_dims else None)
+    return stages_from_lists(*lists, model_dims=model_dims)
+
+
+def run() -> dict:
+    from tf_todm.recipes import progressive_kd as pk
+    from tf_todm.recipes.common import RecipeError, evaluate_model, load_transducer
+    if not FLAGS.out_dir:
+        raise RecipeError("--out_dir is required")
+    stages = stages_from_flags()
+    model_config, train_config = ts.build_configs(False)
+    train_config = train_config.replace(alpha_min=1.0, alpha_max=1.0)
+    from tf_todm.data.manifest import read_manifest
+    if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:
+        ts.prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
+    train_manifest = FLAGS.train_manifest or os.path.join(FLAGS.corpus_dir, "train.jsonl")
+    dev_manifest = FLAGS.dev_manifest or os.path.join(FLAGS.corpus_dir, "dev.jsonl")
+    test_manifest = FLAGS.test_manifest or os.path.join(FLAGS.corpus_dir, "test.jsonl")
+    train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
+    test_utts = read_manifest(test_manifest) if os.path.exists(test_manifest) else []
+    if FLAGS.teacher_run and not FLAGS.tokenizer:
+        FLAGS.tokenizer = os.path.join(FLAGS.teacher_run, "tokenizer.model")
+    tokenizer_path = FLAGS.tokenizer or os.path.join(FLAGS.out_dir, "tokenizer.model")
+    tokenizer = ts.prepare_tokenizer(tokenizer_path, [u.text for u in train_utts], FLAGS.vocab_size)
+    train_config = train_config.replace(train_manifest=os.path.abspath(train_manifest),
+                                        dev_manifest=os.path.abspath(dev_manifest),
+                                        tokenizer_path=os.path.abspath(tokenizer_path))
+    data = (train_utts, dev_utts, tokenizer)
+    if FLAGS.teacher_run:
+        teacher = load_transducer(FLAGS.teacher_run)
+    else:
+        logging.info("no --teacher_run: training a teacher for %d epochs", FLAGS.teacher_epochs)
+        teacher = pk.train_from_scratch(
+            model_config.replace(vocab_size=tokenizer.vocab_size),
+            train_config.replace(num_epochs=FLAGS.teacher_epochs), *data,
+            os.path.join(FLAGS.out_dir, "teacher"))["model"]
+    if teacher.config.vocab_size != tokenizer.vocab_size:
+        raise RecipeError(f"teacher vocab_size={teacher.config.vocab_size} but the tokenizer "
+                          f"{tokenizer_path} has {tokenizer.vocab_size} pieces")
+    stage_config = train_config.replace(num_epochs=FLAGS.epochs_per_stage)
+
+    def test(model):
+        return evaluate_model("transducer", model, test_utts, tokenizer) if test_utts else {}
+
+    result = {"teacher": {"params": int(teacher.count_params()), "test": test(teacher)},
+              "stages": []}
+    records = pk.run_progressive(teacher, stages, stage_config, *data, FLAGS.out_dir)
+    for spec, rec in zip(stages, records):
+        result["stages"].append({"spec": dataclasses.asdict(spec), "init": rec["init"],
+                                 "params": rec["params"], "teacher_params": int(rec["teacher"].count_params()),
+                                 "final_dev_wer": rec["summary"]["final_dev_wer"],
+                                 "train_seconds": rec["summary"]["train_seconds"],
+                                 "test": test(rec["model"])})
+    if FLAGS.baselines:
+        total = train_config.replace(num_epochs=FLAGS.epochs_per_stage * len(stages))
+        one_shot = pk.run_stage(teacher, stages[-1], total, *data, os.path.join(FLAGS.out_dir, "one_shot"))
+        scratch = pk.train_from_scratch(records[-1]["model"].config, total, *data,
+                                        os.path.join(FLAGS.out_dir, "scratch"))
+        for name, rec in (("one_shot", one_shot), ("scratch", scratch)):
+            result[name] = {"params": rec["params"], "final_dev_wer": rec["summary"]["final_dev_wer"],
+                            "train_seconds": rec["summary"]["train_seconds"], "test": test(rec["model"])}
+    with open(os.path.join(FLAGS.out_dir, "result.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+def main(argv):
+    del argv
+    try:
+        result = run()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    teacher = result["teacher"]
+    print(f"{'model':<12}{'params':>10}{'reduction':>11}{'test WER':>10}")
+    rows = [("teacher", teacher)] + [(f"stage{k}", s) for k, s in enumerate(result["stages"], 1)]
+    rows += [(n, result[n]) for n in ("one_shot", "scratch") if n in result]
+    for name, r in rows:
+        wer = r["test"].get("wer", float("nan"))
+        print(f"{name:<12}{r['params']:>10}{1 - r['params'] / teacher['params']:>11.1%}{wer:>10.4f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
