@@ -23,6 +23,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 @pytest.mark.timeout(300)
 def test_two_workers_train_a_tiny_supernet(tiny_corpus, tmp_path):
