@@ -20,7 +20,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    "dev": ["pytest>=8", "pytest-timeout", "hypothesis>=6"],
+    "dev": ["pytest>=8", "pytest-timeout", "pytest-xdist", "hypothesis>=6"],
 }
 
 setup(
