@@ -40,8 +40,9 @@ flags.DEFINE_list("stage_joiner_dims", ["320", "256", "160"], "Joiner width per 
 flags.DEFINE_list("stage_model_dims", [], "Optional model_dim per stage (a change means random init).")
 flags.DEFINE_integer("epochs_per_stage", 2, "Epochs of each distillation stage.")
 flags.DEFINE_bool("baselines", True, "Also run one-shot KD and from-scratch training of the final size.")
-flags.DEFINE_string("test_manifest", None, "Test JSONL manifest (default: <corpus_dir>/test.jsonl "
-                    "when it exists).")
+if "test_manifest" not in FLAGS:  # shared with the other recipe CLI / the benchmark
+    flags.DEFINE_string("test_manifest", None, "Test JSONL manifest (default: <corpus_dir>/test.jsonl "
+                        "when it exists).")
 
 
 def stages_from_flags():

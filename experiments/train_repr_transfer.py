@@ -41,8 +41,9 @@ flags.DEFINE_float("temperature", 0.1, "InfoNCE temperature.")
 flags.DEFINE_integer("max_frames", 512, "InfoNCE: frames sampled per batch (N x N similarities).")
 flags.DEFINE_integer("stage1_epochs", 4, "Epochs of stage 1 (representation matching).")
 flags.DEFINE_integer("stage2_epochs", 4, "Epochs of stage 2 (CTC fine-tuning).")
-flags.DEFINE_string("test_manifest", None, "Test JSONL manifest (default: <corpus_dir>/test.jsonl "
-                    "when it exists).")
+if "test_manifest" not in FLAGS:  # shared with the other recipe CLI / the benchmark
+    flags.DEFINE_string("test_manifest", None, "Test JSONL manifest (default: <corpus_dir>/test.jsonl "
+                        "when it exists).")
 
 
 def load_reference(run_dir: str, subnet_text):
