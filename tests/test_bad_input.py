@@ -140,7 +140,24 @@ def _search_missing_checkpoint(root):
     budgets = _budgets(root, {"phone": {"max_params": 400000}})
     ckpt = os.path.join(root, "no_such_run")
     return [f"--checkpoint={ckpt}", f"--budgets={budgets}", f"--out={root}/out",
-            f"--dev_manifest={os.path.join(root, 'good', 'dev.jsonl')}"], [ckpt, "not"]
+            f"--dev_manifest={os.path.join(root, 'good', 'dev.jsonl')}"], [ckpt, "missing"]
+
+
+def _export_missing_checkpoint(root):
+    ckpt = os.path.join(root, "no_such_run")
+    return [f"--checkpoint={ckpt}", '--subnet_json={"num_blocks": 1}', "--mode=float32",
+            f"--out_dir={root}/out"], [ckpt, "not found"]
+
+
+def _export_bad_mode(root):
+    return [f"--checkpoint={root}/no_such_run", "--mode=int3", f"--out_dir={root}/out"], ["--mode", "int3", "float32"]
+
+
+def _tflite_not_a_model(root):
+    model = F.not_a_tflite(os.path.join(root, "model.tflite"))
+    F.write_json(os.path.join(root, "model.json"), {"sample_rate_hz": 16000})
+    return [f"--model={model}", f"--manifest={root}/good/dev.jsonl", f"--output_json={root}/r.json"], \
+        [model, "TFLite", "TFL3"]
 
 
 CASES = [
@@ -190,6 +207,10 @@ CASES = [
     Case("search/budget_bad_json", "search", _search_bad_json, slow=True),
     Case("search/budget_impossible", "search", _search_impossible),
     Case("search/missing_checkpoint", "search", _search_missing_checkpoint),
+    # export / evaluate_tflite
+    Case("export/missing_checkpoint", "export", _export_missing_checkpoint),
+    Case("export/bad_mode", "export", _export_bad_mode, slow=True),
+    Case("evaluate_tflite/not_a_model", "evaluate_tflite", _tflite_not_a_model),
 ]
 
 
