@@ -28,9 +28,11 @@ def _env():
 
 
 def _weights(ckpt_dir):
+    """Every saved tensor: weights (the object graph may name them via the optimizer's
+    variable list), optimizer slots and counters; not the graph proto or the save counter."""
     reader = tf.train.load_checkpoint(ckpt_dir)
     names = [n for n in reader.get_variable_to_shape_map()
-             if n.startswith("model/") and "OPTIMIZER_SLOT" not in n]
+             if n != "_CHECKPOINTABLE_OBJECT_GRAPH" and not n.startswith("save_counter")]
     return {n: reader.get_tensor(n) for n in names}
 
 
@@ -67,6 +69,6 @@ def test_killed_run_resumes_at_the_same_data_position(tiny_corpus, tmp_path):
     assert summary["steps_this_call"] == total - state["step"]
 
     a, b = _weights(str(straight / "ckpt")), _weights(str(killed / "ckpt"))
-    assert a.keys() == b.keys() and len(a) > 10
+    assert a.keys() == b.keys() and len(a) > 50
     for name in a:  # same data order + same subnets => same weights (up to float reassociation)
         np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-6, err_msg=name)
