@@ -1,0 +1,82 @@
+"""experiments.benchmark: the comparison maths on hand-made rows, and the tiny config end to end."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import benchmark as bm
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _hist(wers):
+    return [{"epoch": float(i + 1), "dev_wer": w, "train_seconds": 10.0 * (i + 1)}
+            for i, w in enumerate(wers)]
+
+
+def test_epochs_to_reach():
+    assert bm.epochs_to_reach(_hist([0.9, 0.6, 0.5]), 0.6) == (2.0, 20.0)
+    assert bm.epochs_to_reach(_hist([0.9, 0.8]), 0.5) == (None, None)
+
+
+def test_compare_repr_transfer_speedup_and_equal_epoch_wer():
+    rows = [
+        {"method": "scratch_ctc", "size": "ctc_r0.5", "history": _hist([0.95, 0.9, 0.85, 0.8, 0.75, 0.7]),
+         "train_seconds": 60.0, "test_wer_float": 0.7, "params": 100},
+        {"method": "repr_transfer", "size": "ctc_r0.5", "stage2_history": _hist([0.72, 0.6]),
+         "stage1_seconds": 5.0, "test_wer_float": 0.6, "params": 100, "epochs": 3},
+    ]
+    (c,) = bm.compare_repr_transfer(rows, stage1_epochs=1, stage2_epochs=2)
+    assert c["scratch_final_dev_wer"] == 0.7
+    assert c["repr_stage2_epochs_to_reach"] == 2.0 and c["repr_total_epochs_to_reach"] == 3.0
+    assert c["speedup_epochs_total"] == pytest.approx(6 / 3) and not c["target_speedup_3x_met"]
+    assert c["speedup_wall_time"] == pytest.approx(60.0 / (5.0 + 20.0))
+    eq = c["dev_wer_at_equal_ctc_epochs"]
+    assert (eq["repr_transfer"], eq["scratch"]) == (0.6, 0.9)
+    assert eq["relative_improvement"] == pytest.approx(1 / 3) and c["target_wer_10pct_met"]
+    assert c["dev_wer_at_equal_total_epochs"]["scratch"] == 0.85
+
+
+def test_compare_kd_reduction_and_degradation():
+    rows = [{"method": "individual", "size": "teacher", "params": 1000, "test_wer_float": 0.40},
+            {"method": "progressive_kd", "size": "stage2", "params": 350, "test_wer_float": 0.41},
+            {"method": "one_shot_kd", "size": "stage2", "params": 350, "test_wer_float": 0.50}]
+    kd = bm.compare_kd(rows, 2)
+    assert kd["progressive_kd"]["param_reduction"] == pytest.approx(0.65)
+    assert kd["progressive_kd"]["relative_wer_degradation"] == pytest.approx(0.025)
+    assert kd["progressive_kd"]["target_met"] and not kd["one_shot_kd"]["target_met"]
+    assert "individual" not in kd
+
+
+@pytest.mark.slow
+def test_tiny_config_writes_report_with_every_field(recipe_corpus, tmp_path):
+    out = tmp_path / "bench"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--config=experiments/flags/bench_tiny.cfg",
+         f"--out_dir={out}", f"--corpus_dir={recipe_corpus['root']}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.load(open(out / "report.json"))
+    methods = {r["method"] for r in report["rows"]}
+    assert methods == {"supernet", "individual", "progressive_kd", "one_shot_kd", "repr_transfer",
+                       "scratch_ctc"}
+    for row in report["rows"]:
+        missing = [f for f in bm.REPORT_FIELDS if f not in row]
+        assert not missing, (row["method"], missing)
+        assert row["params"] > 0 and 0 <= row["test_wer_float"] and row["train_seconds"] > 0
+        assert row["int8_bytes"] > 0
+    assert report["comparisons"]["repr_transfer"] and report["comparisons"]["kd"]["progressive_kd"]
+    assert (out / "report.md").exists() and (out / "wer_vs_params.png").exists()
+
+
+def test_bad_method_exits_1_with_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--config=experiments/flags/bench_tiny.cfg",
+         f"--out_dir={tmp_path}", "--methods=individual,magic"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --methods: unknown ['magic']")
