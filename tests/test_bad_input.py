@@ -168,9 +168,7 @@ CASES = [
          lambda r: ([f"--out_dir={r}/c", "--hours=nan"], ["hours", "positive"]), slow=True),
     Case("make_corpus/hours_not_a_number", "make_corpus",
          lambda r: ([f"--out_dir={r}/c", "--hours=lots"], ["hours", "lots"]), slow=True),
-    Case("make_corpus/unwritable_out_dir", "make_corpus", _make_corpus_unwritable,
-         xfail="make_corpus: generate_corpus's os.makedirs OSError escapes as a traceback "
-               "(reliability_findings.md #1)"),
+    Case("make_corpus/unwritable_out_dir", "make_corpus", _make_corpus_unwritable),
     # train_supernet: manifests
     Case("train_supernet/manifest_not_json", "train_supernet",
          _manifest_case("not_json", lambda p, n, r: [f"{p}:{n}", "JSON"])),
@@ -190,9 +188,7 @@ CASES = [
     Case("train_supernet/audio_empty_file", "train_supernet", _audio_case("empty_file"), slow=True),
     Case("train_supernet/audio_no_samples", "train_supernet", _audio_case("no_samples", "samples"), slow=True),
     Case("train_supernet/audio_truncated", "train_supernet",
-         _audio_case("truncated", "truncated", extra=("--train=max_steps=1", "--train=num_epochs=1")), slow=True,
-         xfail="a truncated WAV passes pipeline.validate_utterances (headers only) and trains "
-               "silently, exit 0 (reliability_findings.md #4)"),
+         _audio_case("truncated", "truncated", extra=("--train=max_steps=1", "--train=num_epochs=1")), slow=True),
     Case("train_supernet/audio_8khz", "train_supernet", _audio_case("rate_8k", "8000", "16000")),
     Case("train_supernet/audio_stereo", "train_supernet", _audio_case("stereo", "channels", "mono"), slow=True),
     # train_*: flags and config

@@ -215,9 +215,6 @@ test_tokenizer_fast, test_tokenizer_500 = _pair(
                   blacklist_categories=("Zs", "Zl", "Zp", "Cc", "Cs", "Cn", "Co", "Mn", "Cf")))
 
 
-@pytest.mark.xfail(strict=True, reason="Tokenizer.encode('a\\tb') raises 'character(s) [] not in the "
-                   "alphabet': whitespace other than ' ' is unknown to the model but never named "
-                   "(reliability_findings.md #2)")
 @pytest.mark.parametrize("space", ["\t", "\n", "\u00a0"])
 def test_tokenizer_other_whitespace_round_trips_or_is_named(space):
     tok = tokenizer()

@@ -35,7 +35,7 @@ def _read_with_sox(path: str) -> tuple[np.ndarray, int]:
     return data, rate
 
 
-def _check_riff_complete(path: str) -> None:
+def check_wav_complete(path: str) -> None:
     """libsndfile silently shortens a WAV whose data chunk runs past the end of the file; we refuse it."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -56,7 +56,7 @@ def _check_riff_complete(path: str) -> None:
 
 def _read(path: str) -> tuple[np.ndarray, int]:
     """Returns ([N, C] float32 samples, sample rate) or raises AudioError."""
-    _check_riff_complete(path)
+    check_wav_complete(path)
     try:
         info = soundfile.info(path)
         data, rate = soundfile.read(path, dtype="float32", always_2d=True)

@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_todm.constants import BLANK_ID, SAMPLE_RATE_HZ
+from tf_todm.data.audio import AudioError, check_wav_complete
 from tf_todm.data.features import FRAME_LENGTH, LogMelSpectrogram, frames_for_samples
 from tf_todm.data.manifest import Utterance
 from tf_todm.data.tokenizer import Tokenizer, TokenizerError
@@ -88,7 +89,10 @@ def validate_utterances(utterances: Sequence[Utterance], tokenizer: Tokenizer, d
             reason = "audio file does not exist"
         else:
             try:
+                check_wav_complete(u.audio_filepath)
                 info = soundfile.info(u.audio_filepath)
+            except AudioError as e:
+                reason = str(e)[len(u.audio_filepath) + 2:]
             except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
                 if not u.audio_filepath.lower().endswith(".sph"):
                     reason = f"not a readable audio file ({str(e).splitlines()[0] if str(e) else type(e).__name__})"

@@ -485,9 +485,13 @@ def generate_corpus(out_dir: str, hours: float, seed: int, num_workers: int | No
     check_engines(VOICES)
     start = time.monotonic()
     jobs, voices, pools = plan_corpus(hours, seed, config, fortunes_dir)
-    for split in SPLITS:
-        os.makedirs(os.path.join(out_dir, "audio", split), exist_ok=True)
-    os.makedirs(os.path.join(out_dir, ".tmp"), exist_ok=True)
+    try:
+        for split in SPLITS:
+            os.makedirs(os.path.join(out_dir, "audio", split), exist_ok=True)
+        os.makedirs(os.path.join(out_dir, ".tmp"), exist_ok=True)
+    except OSError as e:
+        raise SynthesisError(f"{out_dir}: cannot create the output folder ({e.strerror}); "
+                             "expected a writable folder") from None
     babble_tmp = tempfile.mkdtemp(prefix="babble-", dir=os.path.join(out_dir, ".tmp"))
     # Babble of each split uses only that split's voices and sentences, so no test voice leaks into train.
     babble = {split: make_babble(seed * 31 + i, voices[split], pools["open"][split], config, babble_tmp)

@@ -113,10 +113,12 @@ class Tokenizer:
         return [self.decode(ids) for ids in batch]
 
     def unknown_characters(self, text: str) -> list[str]:
-        """Characters of `text` (spaces excepted) that the model cannot encode, in first-seen order."""
+        """Characters of `text` (plain spaces excepted) that the model cannot encode, in first-seen
+        order. Other whitespace (tab, newline, no-break space) is named too: SentencePiece maps it
+        to unk, so it must be reported rather than silently skipped."""
         out = []
         for ch in dict.fromkeys(text):
-            if not ch.isspace() and UNK_ID in self._sp.encode(ch, out_type=int):
+            if ch != " " and (ch.isspace() or UNK_ID in self._sp.encode(ch, out_type=int)):
                 out.append(ch)
         return out
 
