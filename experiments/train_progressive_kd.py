@@ -61,6 +61,9 @@ def run() -> dict:
     from tf_todm.recipes.common import RecipeError, evaluate_model, load_transducer
     if not FLAGS.out_dir:
         raise RecipeError("--out_dir is required")
+    if FLAGS.teacher_run and not os.path.exists(os.path.join(FLAGS.teacher_run, "config.json")):
+        raise RecipeError(f"--teacher_run={FLAGS.teacher_run}: no config.json there; expected a trainer "
+                          "run folder (config.json, ckpt/, tokenizer.model)")
     stages = stages_from_flags()
     model_config, train_config = ts.build_configs(False)
     train_config = train_config.replace(alpha_min=1.0, alpha_max=1.0)

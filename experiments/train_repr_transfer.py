@@ -73,6 +73,9 @@ def run() -> dict:
     from tf_todm.training.config import parse_overrides
     if not FLAGS.out_dir:
         raise RecipeError("--out_dir is required")
+    if FLAGS.reference_run and not os.path.exists(os.path.join(FLAGS.reference_run, "config.json")):
+        raise RecipeError(f"--reference_run={FLAGS.reference_run}: no config.json there; expected a trainer "
+                          "run folder (config.json, ckpt/, tokenizer.model)")
     model_config, train_config = ts.build_configs(False)
     from tf_todm.data.manifest import read_manifest
     if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:

@@ -48,6 +48,8 @@ def test_compare_kd_reduction_and_degradation():
     assert kd["progressive_kd"]["relative_wer_degradation"] == pytest.approx(0.025)
     assert kd["progressive_kd"]["target_met"] and not kd["one_shot_kd"]["target_met"]
     assert "individual" not in kd
+    rows[0]["test_wer_float"] = 1.0  # a teacher that learnt nothing: no verdict
+    assert bm.compare_kd(rows, 2)["progressive_kd"]["target_met"] is None
 
 
 @pytest.mark.slow

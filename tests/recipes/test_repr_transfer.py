@@ -119,3 +119,21 @@ def test_stage1_learns_reference_and_keeps_it_frozen_then_stage2_trains_ctc(reci
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(head_before, s2.model.ctc_head.weights))
     for before, w in zip(proj_before, s2.model.projection.weights):
         np.testing.assert_array_equal(before, w.numpy())
+
+
+@pytest.mark.parametrize("module,flag", [("train_repr_transfer", "reference_run"),
+                                         ("train_progressive_kd", "teacher_run")])
+def test_cli_missing_run_folder_exits_1_with_one_line(tmp_path, module, flag):
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-m", f"experiments.{module}", f"--out_dir={tmp_path}/out",
+         f"--{flag}={tmp_path}/missing", f"--train_manifest={tmp_path}/t.jsonl",
+         f"--dev_manifest={tmp_path}/d.jsonl"],
+        cwd=repo, env=dict(os.environ, PYTHONPATH=repo), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --{flag}=") and "config.json" in last
+    assert "Traceback" not in proc.stderr
