@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tf_todm.data.features import LogMelSpectrogram
-from tf_todm.export import bundle, op_report, runtime, sidecar, streaming
+from tf_todm.export import bundle, evaluate, op_report, runtime, sidecar, streaming
 from tf_todm.models.elastic_space import SubnetConfig
 from tf_todm.models.testing import tiny_config
 from tf_todm.models.transducer import Transducer
@@ -133,6 +133,14 @@ def test_full_int8_close_to_float_on_held_out_speech(phone_bundle):
     assert rel < 0.15, rel
     assert agree >= 0.85, agree
     assert rel_d < 0.05, rel_d
+    # the library's side-by-side check (LiteRT float32 stream as reference) agrees with this replay
+    audio = speech("play some music in the living room", "en-us")
+    same = evaluate.compare_models(os.path.join(out, "tiny.float32.tflite"), os.path.join(out, "tiny.float32.tflite"), [audio])
+    assert same["encoder_rel_error"] == 0.0 and same["joiner_argmax_agreement"] == 1.0
+    assert same["token_sequence_agreement"] == 1.0
+    lib = evaluate.compare_models(os.path.join(out, "tiny.float32.tflite"), os.path.join(out, "tiny.full_int8.tflite"), [audio])
+    assert abs(lib["encoder_rel_error"] - rel) < 0.03, (lib, rel)
+    assert lib["num_joiner_calls"] == len(log_f)
 
 
 def test_float_bundle_recognizer_equals_tf_stream(phone_bundle):

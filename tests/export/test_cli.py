@@ -31,18 +31,26 @@ def test_export_flag_errors(tmp_path):
                           "--mode: ['int4'] not in")
     tok = tmp_path / "tok.model"
     tok.write_bytes(b"x")
-    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
-                              f"--model={tmp_path}/x.keras", f"--checkpoint={tmp_path}"),
-                          "exactly one of --model")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a zip")
     assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
                               f"--model={bad}"), "bad.keras: not a loadable .keras model")
+
+
+@pytest.mark.slow
+def test_export_more_flag_errors(tmp_path):
+    tok = tmp_path / "tok.model"
+    tok.write_bytes(b"x")
     assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=full_int8",
-                              f"--model={bad}"), "--train_manifest is required")
+                              f"--model={tmp_path}/x.keras"), "--train_manifest is required")
     assert_one_line_error(cli("export", f"--out_dir={tmp_path}", "--mode=float32", f"--checkpoint={tmp_path}/run",
                               f"--tokenizer={tok}", "--subnet_json={\"num_blocks\": 1}"),
                           "--subnet_json: not a SubnetConfig")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", "--mode=float32", f"--checkpoint={tmp_path}/run",
+                              f"--tokenizer={tok}"), "run/config.json: missing")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
+                              f"--model={tmp_path}/x.keras", f"--checkpoint={tmp_path}"),
+                          "exactly one of --model")
 
 
 def test_evaluate_errors(tmp_path):

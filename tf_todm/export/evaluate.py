@@ -41,7 +41,7 @@ def _resolve(model_path: str, file_name: str | None) -> str | None:
     return os.path.join(os.path.dirname(os.path.abspath(model_path)), file_name)
 
 
-def load_recognizer(model_path: str, num_threads: int = 1):
+def load_recognizer(model_path: str, num_threads: int = 1, load_tokenizer: bool = True):
     """(StreamingRecognizer, sidecar dict, sidecar path, Tokenizer or None) for an exported model."""
     model = runtime.LiteRTModel(model_path, num_threads=num_threads)  # checks the file is a model
     side_path = sidecar_lib.sidecar_path_for(model_path)
@@ -55,7 +55,7 @@ def load_recognizer(model_path: str, num_threads: int = 1):
     recognizer = runtime.StreamingRecognizer(model, side, frontend=frontend)
     tok_path = _resolve(model_path, side.get("tokenizer_file"))
     tokenizer = None
-    if tok_path is not None:
+    if tok_path is not None and load_tokenizer:
         if not os.path.isfile(tok_path):
             raise EvaluationError(f"{side_path}: tokenizer_file {side['tokenizer_file']!r} not found beside the model")
         tokenizer = Tokenizer(tok_path)
@@ -156,3 +156,47 @@ def evaluate_tflite(model_path: str, utterances, max_utterances: int | None = No
         side = dict(side, metrics=dict(side.get("metrics") or {}, **measured))
         sidecar_lib.write_sidecar(side_path, side)
     return out
+
+
+def compare_models(reference_path: str, candidate_path: str, audios) -> dict:
+    """Side-by-side quantization check of two bundle models on the SAME inputs.
+
+    The reference model (e.g. float32) is streamed greedily over each audio (front end from its
+    sidecar); every signature call it makes is replayed through the candidate (e.g. full_int8), so
+    the numbers isolate the candidate's numerical error from decoding divergence. Returns
+    {"encoder_rel_error": ||enc_c - enc_r|| / ||enc_r|| over all frames,
+     "joiner_argmax_agreement": fraction of joiner calls with the same argmax,
+     "token_sequence_agreement": fraction of audios whose own greedy decodes are identical,
+     "num_frames", "num_joiner_calls"}.
+    """
+    ref_rec = load_recognizer(reference_path, load_tokenizer=False)[0]
+    cand_rec = load_recognizer(candidate_path, load_tokenizer=False)[0]
+    cand = cand_rec.model
+    enc_r, enc_c, same_argmax, same_tokens = [], [], [], []
+    for audio in audios:
+        calls = []
+        original = ref_rec.model.run
+
+        def recording_run(signature, **inputs):
+            out = original(signature, **inputs)
+            calls.append((signature, inputs, out))
+            return out
+
+        ref_rec.model.run = recording_run
+        try:
+            ref_tokens = ref_rec.recognize(audio).tokens
+        finally:
+            ref_rec.model.run = original
+        for signature, inputs, out in calls:
+            got = cand.run(signature, **inputs)
+            if signature == "encoder_step":
+                enc_r.append(out["enc_proj"][0])
+                enc_c.append(got["enc_proj"][0])
+            elif signature == "joiner_step":
+                same_argmax.append(int(np.argmax(out["logits"][0])) == int(np.argmax(got["logits"][0])))
+        same_tokens.append(cand_rec.recognize(audio).tokens == ref_tokens)
+    er, ec = np.concatenate(enc_r), np.concatenate(enc_c)
+    return {"encoder_rel_error": float(np.linalg.norm(ec - er) / max(np.linalg.norm(er), 1e-12)),
+            "joiner_argmax_agreement": float(np.mean(same_argmax)),
+            "token_sequence_agreement": float(np.mean(same_tokens)),
+            "num_frames": int(er.shape[0]), "num_joiner_calls": len(same_argmax)}

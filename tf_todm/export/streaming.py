@@ -221,6 +221,30 @@ class ConformerStreamAdapter:
         return self.model.joiner
 
 
+def _block_step_relative(block, x, k_cache, v_cache, conv_cache, cache_valid):
+    """One chunk through a `ConformerBlock` with an un-rotated key cache (see
+    `TransducerStreamAdapter.encoder_stream_step`). x [1, t, D] -> (y, new k, new v, new conv)."""
+    from tf_todm.models.attention import apply_rotary, rotary_tables
+
+    left, t = int(k_cache.shape[1]), int(x.shape[1])
+    att = block.attention
+    x = x + 0.5 * block.ff1(x)
+    h = att.norm(x)
+    q, k, v = att._split(att.query(h)), att._split(att.key(h)), att._split(att.value(h))
+    keys = tf.concat([k_cache, k], axis=1)
+    values = tf.concat([v_cache, v], axis=1)
+    cos, sin = rotary_tables(np.arange(left + t, dtype=np.int32), att.head_dim, att.rotary_base)  # constants
+    q_rot = apply_rotary(q, cos[left:], sin[left:])
+    k_rot = apply_rotary(keys, cos, sin)
+    key_valid = tf.concat([cache_valid, tf.ones([t], tf.bool)], axis=0)
+    mask = tf.broadcast_to(key_valid[tf.newaxis, tf.newaxis, :], [1, t, left + t])
+    x = x + att.attend(q_rot, k_rot, values, mask)
+    conv_out, new_conv = block.conv.stream_step(x, conv_cache)
+    x = x + conv_out
+    x = x + 0.5 * block.ff2(x)
+    return block.final_norm(x), keys[:, t:], values[:, t:], new_conv
+
+
 class TransducerStreamAdapter:
     """Streaming view of a plain `tf_todm.models.Transducer` (an extracted subnet), built on its
     layers' own `init_state` / `stream_step` (encoder) and `init_state` / `step` (predictor).
@@ -259,10 +283,26 @@ class TransducerStreamAdapter:
         return specs
 
     def encoder_stream_step(self, features, states):
-        state = tuple(tf.reshape(states[n], []) if n == "offset" else states[n] for n in self._enc_names)
-        enc, new = self.model.encoder.stream_step(features, state)
-        out = {n: (tf.reshape(t, [1]) if n == "offset" else t) for n, t in zip(self._enc_names, new)}
-        return enc, out
+        """Like `ConformerEncoder.stream_step`, but with WINDOW-RELATIVE rotary positions.
+
+        The key cache holds un-rotated keys; each step rotates [cache + chunk] keys at positions
+        0..L+t-1 and queries at L..L+t-1. Rotary scores depend only on position differences, so the
+        result equals the absolute-position stream, but the rotary tables are graph constants: no
+        SIN of an ever-growing position at run time, whose int8-quantized angle (range = calibrated
+        utterance length) wrecked full-int8 accuracy and broke past the calibrated length.
+        """
+        encoder = self.model.encoder
+        frames_done = tf.reshape(states["offset"], [])
+        x, sub = encoder.subsampling.stream_step(
+            features, (states["subsample_cache_1"], states["subsample_cache_2"]))
+        t = int(x.shape[1])
+        left = int(self.left_context)
+        cache_valid = tf.range(left) >= left - frames_done  # slot j holds frame frames_done - left + j
+        out = {"offset": tf.reshape(frames_done + t, [1]), "subsample_cache_1": sub[0], "subsample_cache_2": sub[1]}
+        for b, block in enumerate(encoder.blocks):
+            x, out[f"k_cache_{b}"], out[f"v_cache_{b}"], out[f"conv_cache_{b}"] = _block_step_relative(
+                block, x, states[f"k_cache_{b}"], states[f"v_cache_{b}"], states[f"conv_cache_{b}"], cache_valid)
+        return x, out
 
     def encode_full(self, features):
         """[1, T, F] -> [1, ceil(T/4), D], the chunk-masked full-sequence reference."""
