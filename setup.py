@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "numpy",
     "scipy",
     "matplotlib",
+    "tensorboard>=2.21,<2.22",  # tf.summary writers (TensorBoard logs of every run)
 ]
 
 EXTRAS_REQUIRE = {

@@ -143,23 +143,26 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
         modes = ("full_int8",) if target == "mcu" else tuple(FLAGS.phone_modes)
         subnet = result.best.config
         extracted = extract_subnet(model, subnet)
-        bundles = export_bundle(extracted, tokenizer_path, os.path.join(out_dir, "bundles", name), name,
-                                modes=modes, representative_audios=calib, target=target,
-                                subnet_config=subnet)
-        for bundle in bundles:
-            metrics = evaluate_tflite(bundle["tflite"], test)
+        bundle_dir = os.path.join(out_dir, "bundles", name)
+        sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=modes,
+                                 representative_audios=calib, target=target, subnet_config=subnet)
+        for side in sidecars:
+            tflite_path = os.path.join(bundle_dir, side["model_file"])
+            metrics = evaluate_tflite(tflite_path, test)
+            mcu = side.get("mcu") or {}
             rows.append({
-                "name": f"{name}.{bundle['quantization']}", "budget": name,
-                "tflite": os.path.relpath(bundle["tflite"], out_dir),
-                "sidecar": os.path.relpath(bundle["sidecar"], out_dir), "target": target,
-                "quantization": bundle["quantization"], "params": int(extracted.count_params()),
-                "size_bytes": os.path.getsize(bundle["tflite"]), "wer": metrics["wer"],
-                "wer_per_domain": metrics.get("wer_per_domain"), "rtf": metrics["rtf"],
-                "latency_ms_median": metrics["latency_ms_median"],
-                "latency_ms_p90": metrics["latency_ms_p90"],
+                "name": f"{name}.{side['quantization']}", "budget": name,
+                "tflite": os.path.relpath(tflite_path, out_dir),
+                "sidecar": os.path.relpath(tflite_path[: -len(".tflite")] + ".json", out_dir),
+                "target": target, "quantization": side["quantization"],
+                "params": int(extracted.count_params()),
+                "size_bytes": int(metrics["model_bytes"]), "frontend_bytes": int(metrics["frontend_bytes"]),
+                "wer": metrics["wer"], "cer": metrics["cer"], "wer_per_domain": metrics["wer_by_domain"],
+                "rtf": metrics["rtf"], "latency_ms_median": metrics["latency_ms_median"],
+                "latency_ms_p90": metrics["latency_ms_p90"], "chunk_ms": metrics["chunk_ms"],
                 "peak_memory_bytes": metrics.get("peak_memory_bytes"),
-                "arena_bytes": bundle.get("arena_bytes"), "search_dev_wer": result.best.wer,
-                "subnet": subnet.to_dict(),
+                "mcu": {sig: {k: v for k, v in info.items() if k != "sample"} for sig, info in mcu.items()},
+                "search_dev_wer": result.best.wer, "subnet": subnet.to_dict(),
             })
             print(f"  {rows[-1]['name']:<28} WER {100 * metrics['wer']:6.2f}%  RTF {metrics['rtf']:.4f}",
                   flush=True)

@@ -31,7 +31,6 @@ def load_trained_model(run_dir: str) -> Transducer:
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
     if latest is None:
         raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
-    model.build()
     status = tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     try:
         status.assert_existing_objects_matched()
