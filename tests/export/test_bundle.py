@@ -117,8 +117,9 @@ def _replay(model_path, records):
 
 def test_full_int8_close_to_float_on_held_out_speech(phone_bundle):
     """Same inputs (a float reference stream over unseen voice/text) through float32 and full_int8:
-    encoder relative error and joiner argmax agreement. Measured: rel. error 0.06-0.08, argmax
-    agreement 0.93-0.97 (was 0.64 relative error with the -1e9 mask bias and int8 PCM)."""
+    encoder relative error and joiner argmax agreement. Measured with evaluate.compare_models on two
+    held-out utterances: rel. error 0.14, argmax agreement 0.99 (dynamic_int8 keeps these tiny
+    weights float: 0.0)."""
     out, model, sides = phone_bundle
     module = streaming.StreamingTransducer(streaming.make_adapter(model))
     feats = bundle.FrontendStep(module.chunk_frames, F).features(speech("play some music in the living room", "en-us"))
@@ -130,8 +131,8 @@ def test_full_int8_close_to_float_on_held_out_speech(phone_bundle):
     agree = np.mean(np.argmax(log_q, -1) == np.argmax(log_f, -1))
     enc_d, _ = _replay(os.path.join(out, "tiny.dynamic_int8.tflite"), records)
     rel_d = np.linalg.norm(enc_d - enc_f) / np.linalg.norm(enc_f)
-    assert rel < 0.15, rel
-    assert agree >= 0.85, agree
+    assert rel < 0.25, rel
+    assert agree >= 0.9, agree
     assert rel_d < 0.05, rel_d
     # the library's side-by-side check (LiteRT float32 stream as reference) agrees with this replay
     audio = speech("play some music in the living room", "en-us")
@@ -141,6 +142,22 @@ def test_full_int8_close_to_float_on_held_out_speech(phone_bundle):
     lib = evaluate.compare_models(os.path.join(out, "tiny.float32.tflite"), os.path.join(out, "tiny.full_int8.tflite"), [audio])
     assert abs(lib["encoder_rel_error"] - rel) < 0.03, (lib, rel)
     assert lib["num_joiner_calls"] == len(log_f)
+
+
+def test_int8_softmax_inputs_keep_a_usable_scale(phone_bundle):
+    """Regression for the -1e9 mask bias: it made the int8 attention-score tensor's scale ~4e6, so
+    every real score quantized to 0. With the bounded bias the scale stays well below 1."""
+    out, _, _ = phone_bundle
+    model = op_report.parse_model(open(os.path.join(out, "tiny.full_int8.tflite"), "rb").read())
+    scales = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if op_report._BUILTIN_NAMES.get(op_report._tflm_runtime.get_builtin_code_from_operator_code(code)) == "SOFTMAX":
+                q = sg.tensors[op.inputs[0]].quantization
+                scales.append(float(q.scale[0]))
+    assert len(scales) == 3  # one per encoder block
+    assert max(scales) < 0.5, scales
 
 
 def test_float_bundle_recognizer_equals_tf_stream(phone_bundle):
