@@ -24,7 +24,6 @@ audio front end instead (TFLM ships Window/Rfft/FilterBank ops).
 from __future__ import annotations
 
 import collections
-import json
 import os
 import shutil
 from typing import Iterable, Sequence
@@ -89,38 +88,12 @@ class FrontendStep(tf.Module):
 
 
 def load_trained_model(run_dir: str, subnet_config=None):
-    """Transducer of a trainer run folder (`config.json["model"]` + newest `ckpt/`), optionally
-    extracted to `subnet_config` (a `SubnetConfig`). Raises BundleError for a bad folder."""
-    from tf_todm.export.extract import extract_subnet
-    from tf_todm.models.config import TransducerConfig
-    from tf_todm.models.transducer import Transducer
-
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise BundleError(f"{path}: missing; expected a training run folder with config.json and ckpt/")
+    """`tf_todm.training.restore.load_trained_model`, with its errors as BundleError."""
+    from tf_todm.training.restore import RunFolderError, load_trained_model as load
     try:
-        with open(path) as f:
-            saved = json.load(f)
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(saved, dict) or "model" not in saved:
-        raise BundleError(f"{path}: no 'model' entry (the run's TransducerConfig)")
-    model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
-    if latest is None:
-        raise BundleError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    saved_weights = [n for n, _ in tf.train.list_variables(latest)
-                     if n.startswith("model/") and n.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-                     and ".OPTIMIZER_SLOT" not in n]
-    if len(saved_weights) < len(model.weights):
-        # e.g. Keras 3 layer lists (ConformerEncoder.blocks, a TrackedList) are invisible to
-        # tf.train.Checkpoint, so their weights are never saved: refuse instead of exporting noise
-        raise BundleError(f"{latest}: the checkpoint holds {len(saved_weights)} of the model's "
-                          f"{len(model.weights)} weights; the rest would stay randomly initialised")
-    if subnet_config is not None:
-        model = extract_subnet(model, subnet_config)
-    return model
+        return load(run_dir, subnet_config)
+    except RunFolderError as e:
+        raise BundleError(str(e)) from None
 
 
 # ---------------------------------------------------------------- helpers

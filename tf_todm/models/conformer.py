@@ -131,6 +131,10 @@ class ConformerEncoder(keras.layers.Layer):
             ConformerBlock(model_dim, ff, heads, head_dim, conv, conv_kernel_size, causal_conv,
                            dropout_rate, rotary_base, name=f"block_{i}")
             for i, (ff, heads, conv) in enumerate(zip(self.ff_dims, self.num_heads, self.conv_dims))]
+        # Keras 3 wraps lists in a TrackedList that tf.train.Checkpoint cannot see; a named attribute
+        # per block puts every block's weights into checkpoints (tests/models/test_checkpointing.py).
+        for i, block in enumerate(self.blocks):
+            setattr(self, f"block_{i}", block)
 
     def build(self, input_shape=None):
         self.subsampling.build()

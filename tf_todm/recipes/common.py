@@ -16,7 +16,6 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_todm.models.config import TransducerConfig
 from tf_todm.models.transducer import Transducer
 from tf_todm.training.config import TrainConfig
 from tf_todm.training.task import TransducerTask
@@ -118,20 +117,13 @@ def run_training(task: CachedDataTask, train_config: TrainConfig, out_dir: str,
 
 
 def load_transducer(run_dir: str) -> Transducer:
-    """The `Transducer` of a trainer run folder: `config.json["model"]` + newest `ckpt/`."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        raise RecipeError(f"{path}: missing; expected a training run folder with config.json and ckpt/")
-    with open(path) as f:
-        saved = json.load(f)
-    if "model" not in saved:
-        raise RecipeError(f"{path}: no 'model' entry (the TransducerConfig of the run)")
-    model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
-    if latest is None:
-        raise RecipeError(f"{run_dir}/ckpt: no checkpoint found")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return model
+    """The `Transducer` of a trainer run folder (`tf_todm.training.restore.load_trained_model`),
+    with its errors as RecipeError."""
+    from tf_todm.training.restore import RunFolderError, load_trained_model
+    try:
+        return load_trained_model(run_dir)
+    except RunFolderError as e:
+        raise RecipeError(str(e)) from None
 
 
 def copy_weights(dst, src) -> None:

@@ -15,27 +15,38 @@ class RunFolderError(ValueError):
     """A run folder that cannot be loaded; the message names the file and what was expected."""
 
 
-def load_trained_model(run_dir: str) -> Transducer:
-    """The `Transducer` of a trainer run folder: `config.json["model"]` + the newest `ckpt/`."""
+def load_trained_model(run_dir: str, subnet_config=None) -> Transducer:
+    """The `Transducer` of a trainer run folder: `config.json["model"]` + the newest `ckpt/`,
+    optionally extracted to `subnet_config` (a `SubnetConfig`). Refuses a checkpoint that does not
+    hold every weight of the model (e.g. one written by another config) instead of leaving some
+    weights randomly initialised."""
     path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         raise RunFolderError(f"{path}: missing; expected a training run folder with config.json and ckpt/")
     try:
         with open(path) as f:
             saved = json.load(f)
     except json.JSONDecodeError as e:
-        raise RunFolderError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise RunFolderError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(saved, dict) or "model" not in saved:
         raise RunFolderError(f"{path}: no 'model' entry (the TransducerConfig of the run)")
     model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
     if latest is None:
         raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
-    status = tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise RunFolderError(f"{latest}: checkpoint does not match the model in {path} ({str(e)[:200]})") from None
+        tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    except (ValueError, tf.errors.OpError) as e:
+        raise RunFolderError(f"{latest}: does not match the model of {path} ({str(e).splitlines()[0][:200]})") from None
+    saved_weights = [n for n, _ in tf.train.list_variables(latest)
+                     if n.startswith("model/") and n.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+                     and ".OPTIMIZER_SLOT" not in n]
+    if len(saved_weights) != len(model.weights):
+        raise RunFolderError(f"{latest}: the checkpoint holds {len(saved_weights)} weights but the model of "
+                             f"{path} has {len(model.weights)}; expected a checkpoint of the same config")
+    if subnet_config is not None:
+        from tf_todm.export.extract import extract_subnet
+        model = extract_subnet(model, subnet_config)
     return model
 
 
