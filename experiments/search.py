@@ -36,7 +36,10 @@ _MUTATE_PROB = flags.DEFINE_float("mutate_prob", 0.1, "Per-gene re-draw probabil
 _CROSSOVER_PROB = flags.DEFINE_float("crossover_prob", 0.5, "Probability a child comes from crossover.")
 _INIT_CANDIDATES = flags.DEFINE_integer(
     "init_candidates", 16, "Each initial member: the most budget-utilising of this many feasible draws.")
-_DEV_MANIFEST = flags.DEFINE_string("dev_manifest", None, "Dev JSONL manifest (supernet evaluator).")
+# allow_override: experiments.train_supernet defines the same flag (same meaning); tests and the
+# benchmark import both modules into one process.
+_DEV_MANIFEST = flags.DEFINE_string("dev_manifest", None, "Dev JSONL manifest (supernet evaluator).",
+                                    allow_override=True)
 _MAX_DEV_UTTERANCES = flags.DEFINE_integer("max_dev_utterances", 200, "First N dev utterances (0 = all).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Dev batch size.")
 _LATENCY_CACHE = flags.DEFINE_string(

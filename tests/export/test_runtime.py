@@ -99,7 +99,9 @@ def test_mcu_build_runs_in_tflm_close_to_litert():
     micro_enc = micro_outs[out_names.index("enc_proj")].astype(np.int32)
     assert micro_enc.shape == lite_out.shape
     diff = np.abs(micro_enc - lite_out)  # reference kernels vs LiteRT's optimized ones
-    assert diff.max() <= 8 and diff.mean() <= 3.0, (diff.max(), diff.mean())  # measured 5 / 2.3
+    # int8 kernels of TFLM and LiteRT round differently; measured 11 / 3.67 LSB since the streaming
+    # step keeps un-rotated keys (window-relative rotary), 5 / 2.3 before
+    assert diff.max() <= 12 and diff.mean() <= 4.0, (diff.max(), diff.mean())
 
 
 def test_sidecar_round_trip_and_errors(tmp_path, float_model):
