@@ -36,7 +36,7 @@ demo: venv system-deps
 	$(PY) -m experiments.demo --out_dir=$(DEMO_DIR) $(DEMO_FLAGS)
 
 test: venv system-deps
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 test-slow: venv system-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
