@@ -1,22 +1,164 @@
-"""On-device parity: tflite/stream_asr.py (app loop) == runtime.StreamingRecognizer == TF module."""
+"""On-device parity: tflite/stream_asr.py (the app loop) == runtime.StreamingRecognizer (== TF module).
+
+Bundle layout (float front end + features-input models, float32 and full_int8) on real espeak-ng
+speech read from WAV files, the older audio-input layout, the WAV reader against soundfile, and the
+CLI's one-line errors for unusable WAVs. Model: tiny random-weight Transducer; tokenizer: a real
+SentencePiece char model with the model's 7 pieces.
+"""
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
+import pytest
+import soundfile
 import tensorflow as tf
 
 from tf_todm.data.features import LogMelSpectrogram
-from tf_todm.export import convert, op_report, runtime, sidecar, streaming
+from tf_todm.data.tokenizer import Tokenizer, train_tokenizer
+from tf_todm.export import bundle, convert, evaluate, op_report, runtime, sidecar, streaming
 from tf_todm.models.testing import tiny_config
 from tf_todm.models.transducer import Transducer
 
-_spec = importlib.util.spec_from_file_location("stream_asr", os.path.join(os.path.dirname(__file__), "stream_asr.py"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPT = os.path.join(HERE, "stream_asr.py")
+_spec = importlib.util.spec_from_file_location("stream_asr", SCRIPT)
 stream_asr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(stream_asr)
 
+TRAIN_TEXTS = ["turn on the kitchen lights at seven", "set a timer for ten minutes"]
+TEST_TEXTS = [("remind me to buy milk", "en-us"), ("play some music in the living room", "en")]
 
-def test_app_loop_matches_tf_module(tmp_path):
+
+def espeak_wav(text, path, voice="en", rate=16000, channels=1, encoding="signed-integer", bits=16):
+    """Real synthetic speech: espeak-ng -> sox -> WAV at `rate` Hz, `channels`, `encoding`/`bits`."""
+    wav = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True).stdout
+    subprocess.run(["sox", "-t", "wav", "-", "-r", str(rate), "-c", str(channels), "-e", encoding, "-b", str(bits),
+                    str(path)], input=wav, capture_output=True, check=True)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def phone_bundle(tmp_path_factory):
+    """float32 + full_int8 bundle of a tiny streaming Transducer, with a real tokenizer, + 2 test WAVs."""
+    out = tmp_path_factory.mktemp("bundle")
+    tf.keras.utils.set_random_seed(0)
+    model = Transducer(tiny_config(chunk_size=2, left_context=4, causal_conv=True, predictor_type="stateless",
+                                   dropout=0.0))
+    tok = train_tokenizer(["abc dab cab", "bad cab dad", "a b c d"], str(out / "src" / "tok"), 7, "char")
+    train = [stream_asr.read_wav(espeak_wav(t, out / f"train{i}.wav")) for i, t in enumerate(TRAIN_TEXTS)]
+    bundle.export_bundle(model, tok, str(out), "tiny", ("float32", "full_int8"), train,
+                         max_calibration_per_signature=60)
+    wavs = [espeak_wav(t, out / f"test{i}.wav", voice=v) for i, (t, v) in enumerate(TEST_TEXTS)]
+    return out, wavs
+
+
+@pytest.mark.parametrize("mode", ["float32", "full_int8"])
+def test_bundle_app_loop_matches_runtime(phone_bundle, mode, capsys):
+    """Front end + features-input model: same tokens as runtime.StreamingRecognizer (the library's
+    loader, evaluate.load_recognizer), and the CLI prints the SentencePiece decoding of them."""
+    out, wavs = phone_bundle
+    path = str(out / f"tiny.{mode}.tflite")
+    rec, side, _, tokenizer = evaluate.load_recognizer(path)
+    assert side["frontend_file"] == "tiny.frontend.tflite" and rec.frontend is not None
+    asr = stream_asr.StreamingAsr(path)
+    assert asr.frontend_step is not None and asr.encoder_input == "features"
+    nonempty = 0
+    for wav in wavs:
+        audio = stream_asr.read_wav(wav)
+        want = rec.recognize(audio).tokens
+        tokens, latencies = asr.recognize(audio)
+        assert tokens == want
+        assert len(latencies) == max(1, -(-(len(audio) - asr.prime) // asr.chunk))
+        nonempty += len(want) > 0
+        assert stream_asr.main(["--model", path, "--wav", wav]) == 0
+        assert capsys.readouterr().out == tokenizer.decode(want) + "\n"
+    assert nonempty == len(wavs)  # random weights still emit tokens: the comparison is not vacuous
+
+
+def test_app_loop_is_stateful_across_chunks(phone_bundle):
+    """Feeding the chunks one by one (as from a microphone) == recognize(); restarting resets every
+    state (a second identical stream gives identical tokens)."""
+    out, wavs = phone_bundle
+    asr = stream_asr.StreamingAsr(str(out / "tiny.float32.tflite"))
+    audio = stream_asr.read_wav(wavs[1])
+    tokens, _ = asr.recognize(audio)
+    assert asr.recognize(audio)[0] == tokens
+    asr.start(audio[: asr.prime])
+    body = audio[asr.prime:]
+    n = len(body) // asr.chunk
+    got = []
+    for i in range(n):
+        got += asr.feed_chunk(body[i * asr.chunk:(i + 1) * asr.chunk])
+    tail = np.zeros(asr.chunk, np.float32)
+    tail[: len(body) - n * asr.chunk] = body[n * asr.chunk:]
+    if len(body) > n * asr.chunk:
+        got += asr.feed_chunk(tail)
+    assert got == tokens
+
+
+def test_cli_runs_without_tensorflow(phone_bundle):
+    """The script imports only ai_edge_litert / numpy / sentencepiece: run in a fresh Python that
+    refuses to import tensorflow or tf_todm; --json output has the tokens of the library runtime."""
+    out, wavs = phone_bundle
+    path = str(out / "tiny.full_int8.tflite")
+    guard = ("import sys, runpy\n"
+             "class Block:\n"
+             "    def find_spec(self, name, path=None, target=None):\n"
+             "        if name.split('.')[0] in ('tensorflow', 'tf_todm', 'keras'):\n"
+             "            raise ImportError('blocked ' + name)\n"
+             "sys.meta_path.insert(0, Block())\n"
+             "sys.argv = sys.argv[1:]\n"
+             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", guard, SCRIPT, "--model", path, "--wav", wavs[0], "--json"],
+                          capture_output=True, text=True, cwd=str(out), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    rec, _, _, tokenizer = evaluate.load_recognizer(path)
+    want = rec.recognize(stream_asr.read_wav(wavs[0])).tokens
+    assert result["tokens"] == want and result["text"] == tokenizer.decode(want)
+    assert result["chunks"] >= 1 and result["rtf"] > 0
+
+
+def test_read_wav_matches_soundfile(phone_bundle, tmp_path):
+    """16-bit PCM and 32-bit float WAVs decode to exactly what soundfile reads."""
+    _, wavs = phone_bundle
+    ref, rate = soundfile.read(wavs[0], dtype="float32")
+    assert rate == 16000
+    np.testing.assert_array_equal(stream_asr.read_wav(wavs[0]), ref)
+    fwav = espeak_wav("seven", tmp_path / "f.wav", encoding="floating-point", bits=32)
+    ref, _ = soundfile.read(fwav, dtype="float32")
+    np.testing.assert_array_equal(stream_asr.read_wav(fwav), ref)
+
+
+def test_bad_wav_one_line_error(phone_bundle, tmp_path, capsys):
+    out, _ = phone_bundle
+    model = str(out / "tiny.float32.tflite")
+    cases = [
+        (espeak_wav("seven", tmp_path / "stereo.wav", channels=2), "stereo.wav: 2 channels; expected mono"),
+        (espeak_wav("seven", tmp_path / "low.wav", rate=8000), "low.wav: sample rate 8000 Hz; expected 16000 Hz"),
+        (espeak_wav("seven", tmp_path / "u8.wav", encoding="unsigned-integer", bits=8),
+         "u8.wav: sample format 1 with 8 bits; expected 16/32-bit PCM or 32-bit float"),
+    ]
+    (tmp_path / "text.wav").write_text("hello")
+    cases.append((str(tmp_path / "text.wav"), "text.wav: not a RIFF/WAVE file"))
+    cases.append((str(tmp_path / "missing.wav"), "missing.wav: cannot read"))
+    for wav, message in cases:
+        assert stream_asr.main(["--model", model, "--wav", wav]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (message, captured.err)
+    with pytest.raises(stream_asr.StreamAsrError, match="tiny.nothing.json: sidecar not found"):
+        stream_asr.StreamingAsr(str(out / "tiny.nothing.tflite"))
+
+
+def test_old_audio_input_layout_matches_tf_module(tmp_path):
+    """No frontend_file: encoder_step takes the PCM chunk and carries pcm_cache as a state."""
     tf.keras.utils.set_random_seed(4)
     config = tiny_config(chunk_size=2, left_context=4, causal_conv=True, predictor_type="lstm", dropout=0.0)
     module = streaming.StreamingTransducer(streaming.make_adapter(Transducer(config)),
@@ -36,3 +178,4 @@ def test_app_loop_matches_tf_module(tmp_path):
     lib = runtime.StreamingRecognizer(runtime.LiteRTModel(path), sidecar.load_sidecar(sidecar.sidecar_path_for(path)))
     assert tokens == ref_tokens == lib.recognize(audio).tokens
     assert len(ref_tokens) > 0 and text is None and len(lat) >= 1
+    assert stream_asr.StreamingAsr(path).frontend_step is None
