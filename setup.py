@@ -10,7 +10,7 @@ INSTALL_REQUIRES = [
     "keras-nlp>=0.32",
     "sentencepiece>=0.2",
     "jiwer>=4",
-    "absl-py>=2",
+    "absl-py>=1.2",  # tensorflow-model-optimization pins absl-py~=1.2
     "ai-edge-litert>=2.3",
     "tflite-micro",
     "soundfile>=0.12",
