@@ -179,3 +179,13 @@ def test_old_audio_input_layout_matches_tf_module(tmp_path):
     assert tokens == ref_tokens == lib.recognize(audio).tokens
     assert len(ref_tokens) > 0 and text is None and len(lat) >= 1
     assert stream_asr.StreamingAsr(path).frontend_step is None
+
+
+def test_measure_in_subprocess_loads_the_bundle_front_end(phone_bundle, tmp_path):
+    """runtime.measure_in_subprocess on a features-input model (it needs the sidecar's front end)."""
+    out, wavs = phone_bundle
+    audio = stream_asr.read_wav(wavs[0])
+    r = runtime.measure_in_subprocess(str(out / "tiny.full_int8.tflite"), str(out / "tiny.full_int8.json"),
+                                      audio, str(tmp_path))
+    assert 0 < r["baseline_bytes"] <= r["after_import_bytes"] <= r["peak_bytes"]
+    assert r["model_delta_bytes"] == r["peak_bytes"] - r["after_import_bytes"] >= 0

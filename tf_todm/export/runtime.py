@@ -266,14 +266,16 @@ def peak_rss_bytes() -> int:
 
 
 _MEASURE = r"""
-import json, sys, numpy as np
+import json, os, sys, numpy as np
 from tf_todm.export.runtime import peak_rss_bytes
 base = peak_rss_bytes()
 from tf_todm.export.runtime import StreamingRecognizer, LiteRTModel
 sidecar = json.load(open(sys.argv[2]))
 audio = np.load(sys.argv[3])
 after_import = peak_rss_bytes()
-rec = StreamingRecognizer(LiteRTModel(sys.argv[1], num_threads=1), sidecar)
+front = sidecar.get("frontend_file")  # bundle layout: the float front end beside the model
+front = LiteRTModel(os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), front), num_threads=1) if front else None
+rec = StreamingRecognizer(LiteRTModel(sys.argv[1], num_threads=1), sidecar, frontend=front)
 rec.recognize(audio)
 print(json.dumps({"baseline_bytes": base, "after_import_bytes": after_import, "peak_bytes": peak_rss_bytes()}))
 """
@@ -282,7 +284,8 @@ print(json.dumps({"baseline_bytes": base, "after_import_bytes": after_import, "p
 def measure_in_subprocess(model_path: str, sidecar_path: str, audio: np.ndarray, tmp_dir: str) -> dict:
     """Runs one recognition in a fresh Python and returns its VmHWM numbers.
 
-    `model_delta_bytes` = peak - after imports: the model load + streaming run cost.
+    Loads the sidecar's `frontend_file` (beside the model) when set (bundle layout).
+    `model_delta_bytes` = peak - after imports: the model load (+ front end) + streaming run cost.
     """
     audio_path = os.path.join(tmp_dir, "_measure_audio.npy")
     np.save(audio_path, np.asarray(audio, np.float32))
