@@ -156,8 +156,20 @@ class Trainer:
                 [tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
 
             def apply():
-                optimizer.apply(grads, model.trainable_variables)
-                return tf.constant(True)
+                # Finite gradients can still overflow the weights (e.g. a huge learning rate): keep
+                # the pre-step weights and roll back, so no NaN/Inf weight is ever checkpointed; the
+                # step then counts as skipped like a non-finite loss.
+                variables = model.trainable_variables
+                backup = [tf.identity(v) for v in variables]
+                optimizer.apply(grads, variables)
+                weights_ok = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+                def roll_back():
+                    for v, b in zip(variables, backup):
+                        v.assign(b)
+                    return tf.constant(False)
+
+                return tf.cond(weights_ok, lambda: tf.constant(True), roll_back)
 
             applied = tf.cond(finite, apply, lambda: tf.constant(False))
             return scalars, applied
