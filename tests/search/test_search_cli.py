@@ -75,7 +75,7 @@ def test_search_user_errors_exit_1_with_one_line(tmp_path, budgets_file, capsys)
     assert "--checkpoint is required" in capsys.readouterr().err
     assert _run(search_cli, [f"--budgets={budgets_file}", f"--out={tmp_path}", "--checkpoint=run",
                              "--dev_manifest=dev.jsonl"]) == 1
-    assert "not wired yet" in capsys.readouterr().err
+    assert "run/config.json: missing; expected a training run folder" in capsys.readouterr().err
 
 
 def test_latency_cache_feeds_a_fitted_latency_budget(tmp_path, capsys):

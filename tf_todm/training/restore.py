@@ -35,15 +35,12 @@ def load_trained_model(run_dir: str, subnet_config=None) -> Transducer:
     if latest is None:
         raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
     try:
-        tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    except (ValueError, tf.errors.OpError) as e:
-        raise RunFolderError(f"{latest}: does not match the model of {path} ({str(e).splitlines()[0][:200]})") from None
-    saved_weights = [n for n, _ in tf.train.list_variables(latest)
-                     if n.startswith("model/") and n.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
-                     and ".OPTIMIZER_SLOT" not in n]
-    if len(saved_weights) != len(model.weights):
-        raise RunFolderError(f"{latest}: the checkpoint holds {len(saved_weights)} weights but the model of "
-                             f"{path} has {len(model.weights)}; expected a checkpoint of the same config")
+        status = tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        reason = " ".join(str(e).split())[:240]
+        raise RunFolderError(f"{latest}: does not hold every weight of the model in {path}; expected a "
+                             f"checkpoint of the same config ({reason})") from None
     if subnet_config is not None:
         from tf_todm.export.extract import extract_subnet
         model = extract_subnet(model, subnet_config)
