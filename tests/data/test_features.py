@@ -132,7 +132,9 @@ def test_streaming_chunks_with_240_sample_cache_equal_one_pass(speech, chunk_fra
         cache = buf[-F.STREAM_CACHE_SAMPLES:]
     streamed = np.concatenate(outs)
     assert streamed.shape == full.shape
-    np.testing.assert_allclose(streamed, full, atol=1e-4)
+    # float32 DFT matmuls of different lengths sum in different orders (oneDNN blocking): log values
+    # near -10 then differ by ~1e-5 relative, so the tolerance is relative as well as absolute
+    np.testing.assert_allclose(streamed, full, rtol=1e-4, atol=1e-4)
 
 
 def test_streaming_ragged_chunks_with_remainder_cache_equal_one_pass(speech):
