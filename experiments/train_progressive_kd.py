@@ -67,21 +67,8 @@ def run() -> dict:
     stages = stages_from_flags()
     model_config, train_config = ts.build_configs(False)
     train_config = train_config.replace(alpha_min=1.0, alpha_max=1.0)
-    from tf_todm.data.manifest import read_manifest
-    if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:
-        ts.prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
-    train_manifest = FLAGS.train_manifest or os.path.join(FLAGS.corpus_dir, "train.jsonl")
-    dev_manifest = FLAGS.dev_manifest or os.path.join(FLAGS.corpus_dir, "dev.jsonl")
-    test_manifest = FLAGS.test_manifest or os.path.join(FLAGS.corpus_dir, "test.jsonl")
-    train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
-    test_utts = read_manifest(test_manifest) if os.path.exists(test_manifest) else []
-    if FLAGS.teacher_run and not FLAGS.tokenizer:
-        FLAGS.tokenizer = os.path.join(FLAGS.teacher_run, "tokenizer.model")
-    tokenizer_path = FLAGS.tokenizer or os.path.join(FLAGS.out_dir, "tokenizer.model")
-    tokenizer = ts.prepare_tokenizer(tokenizer_path, [u.text for u in train_utts], FLAGS.vocab_size)
-    train_config = train_config.replace(train_manifest=os.path.abspath(train_manifest),
-                                        dev_manifest=os.path.abspath(dev_manifest),
-                                        tokenizer_path=os.path.abspath(tokenizer_path))
+    train_utts, dev_utts, test_utts, tokenizer, train_config = ts.prepare_data(
+        train_config, FLAGS.teacher_run, FLAGS.test_manifest)
     data = (train_utts, dev_utts, tokenizer)
     if FLAGS.teacher_run:
         teacher = load_transducer(FLAGS.teacher_run)
@@ -93,7 +80,7 @@ def run() -> dict:
             os.path.join(FLAGS.out_dir, "teacher"))["model"]
     if teacher.config.vocab_size != tokenizer.vocab_size:
         raise RecipeError(f"teacher vocab_size={teacher.config.vocab_size} but the tokenizer "
-                          f"{tokenizer_path} has {tokenizer.vocab_size} pieces")
+                          f"{train_config.tokenizer_path} has {tokenizer.vocab_size} pieces")
     stage_config = train_config.replace(num_epochs=FLAGS.epochs_per_stage)
 
     def test(model):

@@ -77,21 +77,8 @@ def run() -> dict:
         raise RecipeError(f"--reference_run={FLAGS.reference_run}: no config.json there; expected a trainer "
                           "run folder (config.json, ckpt/, tokenizer.model)")
     model_config, train_config = ts.build_configs(False)
-    from tf_todm.data.manifest import read_manifest
-    if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:
-        ts.prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
-    train_manifest = FLAGS.train_manifest or os.path.join(FLAGS.corpus_dir, "train.jsonl")
-    dev_manifest = FLAGS.dev_manifest or os.path.join(FLAGS.corpus_dir, "dev.jsonl")
-    test_manifest = FLAGS.test_manifest or os.path.join(FLAGS.corpus_dir, "test.jsonl")
-    train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
-    test_utts = read_manifest(test_manifest) if os.path.exists(test_manifest) else []
-    if FLAGS.reference_run and not FLAGS.tokenizer:
-        FLAGS.tokenizer = os.path.join(FLAGS.reference_run, "tokenizer.model")
-    tokenizer_path = FLAGS.tokenizer or os.path.join(FLAGS.out_dir, "tokenizer.model")
-    tokenizer = ts.prepare_tokenizer(tokenizer_path, [u.text for u in train_utts], FLAGS.vocab_size)
-    train_config = train_config.replace(train_manifest=os.path.abspath(train_manifest),
-                                        dev_manifest=os.path.abspath(dev_manifest),
-                                        tokenizer_path=os.path.abspath(tokenizer_path))
+    train_utts, dev_utts, test_utts, tokenizer, train_config = ts.prepare_data(
+        train_config, FLAGS.reference_run, FLAGS.test_manifest)
     if FLAGS.reference_run:
         reference = load_reference(FLAGS.reference_run, FLAGS.reference_subnet)
     else:
@@ -103,7 +90,7 @@ def run() -> dict:
                                        os.path.join(FLAGS.out_dir, "reference"))["model"]
     if reference.config.vocab_size != tokenizer.vocab_size:
         raise RecipeError(f"reference vocab_size={reference.config.vocab_size} but the tokenizer "
-                          f"{tokenizer_path} has {tokenizer.vocab_size} pieces")
+                          f"{train_config.tokenizer_path} has {tokenizer.vocab_size} pieces")
     student = rt.shallow_config(reference.config, FLAGS.reduction)
     if FLAGS.reference_run:  # --model overrides shape the student
         student = parse_overrides(student, FLAGS.model)

@@ -95,6 +95,31 @@ def build_configs(supernet: bool):
     return model_config, train_config
 
 
+def prepare_data(train_config, run_with_tokenizer=None, test_manifest=None):
+    """Manifests (default corpus generated if missing) and tokenizer from the flags.
+
+    Returns (train_utts, dev_utts, test_utts, tokenizer, train_config with the resolved absolute
+    paths). `run_with_tokenizer`: a run folder whose `tokenizer.model` is the default tokenizer.
+    `test_manifest`: default `<corpus_dir>/test.jsonl`; test_utts is empty when it does not exist.
+    """
+    from tf_todm.data.manifest import read_manifest
+    if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:
+        prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
+    train_manifest = FLAGS.train_manifest or os.path.join(FLAGS.corpus_dir, "train.jsonl")
+    dev_manifest = FLAGS.dev_manifest or os.path.join(FLAGS.corpus_dir, "dev.jsonl")
+    test_manifest = test_manifest or os.path.join(FLAGS.corpus_dir, "test.jsonl")
+    train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
+    test_utts = read_manifest(test_manifest) if os.path.exists(test_manifest) else []
+    default_tokenizer = (os.path.join(run_with_tokenizer, "tokenizer.model") if run_with_tokenizer
+                         else os.path.join(FLAGS.out_dir, "tokenizer.model"))
+    tokenizer_path = FLAGS.tokenizer or default_tokenizer
+    tokenizer = prepare_tokenizer(tokenizer_path, [u.text for u in train_utts], FLAGS.vocab_size)
+    train_config = train_config.replace(train_manifest=os.path.abspath(train_manifest),
+                                        dev_manifest=os.path.abspath(dev_manifest),
+                                        tokenizer_path=os.path.abspath(tokenizer_path))
+    return train_utts, dev_utts, test_utts, tokenizer, train_config
+
+
 def run(supernet: bool) -> dict:
     if not FLAGS.out_dir:
         raise ValueError("--out_dir is required")
@@ -102,18 +127,8 @@ def run(supernet: bool) -> dict:
     # The strategy must exist before TensorFlow initialises its devices.
     from tf_todm.training.trainer import make_strategy, run_training
     strategy = make_strategy(train_config.strategy, train_config.num_replicas)
-    from tf_todm.data.manifest import read_manifest
-    if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:
-        prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
-    train_manifest = FLAGS.train_manifest or os.path.join(FLAGS.corpus_dir, "train.jsonl")
-    dev_manifest = FLAGS.dev_manifest or os.path.join(FLAGS.corpus_dir, "dev.jsonl")
-    train_utts, dev_utts = read_manifest(train_manifest), read_manifest(dev_manifest)
-    tokenizer_path = FLAGS.tokenizer or os.path.join(FLAGS.out_dir, "tokenizer.model")
-    tokenizer = prepare_tokenizer(tokenizer_path, [u.text for u in train_utts], FLAGS.vocab_size)
+    train_utts, dev_utts, _, tokenizer, train_config = prepare_data(train_config)
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
-    train_config = train_config.replace(train_manifest=os.path.abspath(train_manifest),
-                                        dev_manifest=os.path.abspath(dev_manifest),
-                                        tokenizer_path=os.path.abspath(tokenizer_path))
     summary = run_training(model_config, train_config, FLAGS.out_dir, train_utterances=train_utts,
                            dev_utterances=dev_utts, tokenizer=tokenizer, strategy=strategy,
                            step_delay_seconds=FLAGS.step_delay_seconds)
