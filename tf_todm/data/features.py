@@ -221,7 +221,9 @@ class FeatureNormalizer(keras.layers.Layer):
         return mean, std
 
     def call(self, features, feature_lengths=None):
-        out = (features - self.mean) / self.std
+        # A multiply by 1/std (folded to a constant on export), not a DIV: TFLite-Micro's int8 DIV
+        # is not registered, MUL and SUB are.
+        out = (features - self.mean) * tf.math.reciprocal(self.std)
         if feature_lengths is None:
             return out
         mask = tf.sequence_mask(feature_lengths, tf.shape(features)[1], dtype=out.dtype)
@@ -230,6 +232,15 @@ class FeatureNormalizer(keras.layers.Layer):
     def compute_output_spec(self, features, feature_lengths=None):
         out = keras.KerasTensor(features.shape, dtype="float32")
         return out if feature_lengths is None else (out, keras.KerasTensor(feature_lengths.shape, dtype="int32"))
+
+    def set_statistics(self, mean, std) -> None:
+        """Assigns new statistics (`[F]` each, std > 0), e.g. from `statistics` on training data."""
+        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        if mean.shape != (self.num_features,) or std.shape != (self.num_features,) or np.any(std <= 0):
+            raise ValueError(f"FeatureNormalizer.set_statistics: expected mean/std of shape ({self.num_features},) "
+                             f"with std > 0, got {mean.shape}/{std.shape}")
+        self.mean.assign(mean)
+        self.std.assign(std)
 
     def get_config(self):
         config = super().get_config()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -13,13 +14,14 @@ class SpecAugment(keras.layers.Layer):
     Per example: `num_freq_masks` bands of width ~ U{0..max_freq_width} over all valid frames, and
     `min(max_time_masks, floor(time_mask_multiplicity * length))` bands of width
     ~ U{0..floor(max_time_ratio * length)} frames (adaptive masking), all inside `[0, length)`.
-    Frames at or past `length` are never changed. Masked cells are set to `mask_value` (0: the
-    global mean after `FeatureNormalizer`, silence-ish for raw log-mel is about -13.8).
+    Frames at or past `length` are never changed. Masked cells are set to `mask_value`: a float, or
+    one float per bin (the training tasks pass the per-bin training mean of the raw log-mel, which
+    the model's `FeatureNormalizer` maps to 0; a constant 0 on raw log-mel would be a loud band).
 
     Args:
         num_freq_masks: int (2). max_freq_width: int F (27).
         max_time_masks: int (10), cap on time masks. time_mask_multiplicity: float p_M (0.04).
-        max_time_ratio: float p_S (0.05). mask_value: float (0.0). seed: int or None.
+        max_time_ratio: float p_S (0.05). mask_value: float or `[F]` floats (0.0). seed: int or None.
 
     Call args:
         features: float32 `[B, T, F]`; feature_lengths: int32 `[B]` (default: all T);
@@ -38,7 +40,8 @@ class SpecAugment(keras.layers.Layer):
         self.max_time_masks = int(max_time_masks)
         self.time_mask_multiplicity = float(time_mask_multiplicity)
         self.max_time_ratio = float(max_time_ratio)
-        self.mask_value = float(mask_value)
+        self.mask_value = (float(mask_value) if np.ndim(mask_value) == 0
+                           else [float(v) for v in np.asarray(mask_value).reshape(-1)])
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 

@@ -37,7 +37,8 @@ def count_params(config: TransducerConfig, subnet_config: Optional[SubnetConfig]
         dims = list(zip(subnet_config.ff_dims, subnet_config.num_heads, subnet_config.conv_dims))
         predictor_dim, joiner_dim = subnet_config.predictor_dim, subnet_config.joiner_dim
     d, v, cs = config.model_dim, config.vocab_size, config.subsampling_channels
-    total = (9 * cs + cs) + (9 * cs * cs + cs) + _dense(config.subsampled_freq_dim() * cs, d)
+    total = 2 * config.input_dim  # feature normalisation mean and std (constants, counted: they ship)
+    total += (9 * cs + cs) + (9 * cs * cs + cs) + _dense(config.subsampled_freq_dim() * cs, d)
     for ff, heads, conv in dims:
         total += block_params(d, ff, heads, config.resolved_head_dim, conv, config.conv_kernel_size)
     p = predictor_dim

@@ -1,9 +1,12 @@
-"""4x time subsampling: two time-causal 3x3 stride-2 Conv2D layers and a linear projection."""
+"""4x time subsampling: global feature normalisation, two time-causal 3x3 stride-2 Conv2D layers
+and a linear projection."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from tf_todm.data.features import FeatureNormalizer
 
 
 def subsampled_lengths(lengths):
@@ -18,6 +21,9 @@ def subsampled_lengths(lengths):
 class ConvSubsampling(keras.layers.Layer):
     """Features [B, T, F] -> [B, ceil(T/4), D].
 
+    The features are first normalised with fixed per-bin training statistics (`feature_norm`, a
+    `FeatureNormalizer`; identity until `set_statistics` is called, normally by the training task),
+    so the conv stack sees zero-mean unit-variance inputs and the left padding (zeros) is the mean.
     Each conv pads 2 frames on the LEFT in time only (none on the right, none in frequency), so
     output frame t of a conv sees input frames 2t-2 .. 2t: valid outputs never read padded inputs,
     and a chunked run with a 2-frame cache per conv is exact.
@@ -39,6 +45,7 @@ class ConvSubsampling(keras.layers.Layer):
         self.freq1 = (input_dim - 3) // 2 + 1
         self.freq2 = (self.freq1 - 3) // 2 + 1
         self.proj = keras.layers.Dense(model_dim, name="proj")
+        self.feature_norm = FeatureNormalizer(input_dim, name="feature_norm")
 
     def build(self, input_shape=None):
         self.conv1.build((None, None, self.input_dim, 1))
@@ -52,7 +59,7 @@ class ConvSubsampling(keras.layers.Layer):
         return self.proj(x)
 
     def call(self, features):
-        x = features[..., tf.newaxis]  # (B, T, F, 1)
+        x = self.feature_norm(features)[..., tf.newaxis]  # (B, T, F, 1)
         x = self.conv1(tf.pad(x, [[0, 0], [2, 0], [0, 0], [0, 0]]))
         x = self.conv2(tf.pad(x, [[0, 0], [2, 0], [0, 0], [0, 0]]))
         return self._project(x)
@@ -63,7 +70,7 @@ class ConvSubsampling(keras.layers.Layer):
 
     def stream_step(self, features, state):
         """features [B, 4k, F] (a chunk continuing the previous ones) -> ([B, k, D], new state)."""
-        x = tf.concat([state[0], features[..., tf.newaxis]], axis=1)
+        x = tf.concat([state[0], self.feature_norm(features)[..., tf.newaxis]], axis=1)
         new1 = x[:, -2:]
         x = self.conv1(x)
         x = tf.concat([state[1], x], axis=1)

@@ -54,17 +54,11 @@ class CachedDataTask(TransducerTask):
             utterances = self.train_utterances if training else self.dev_utterances
             self._datasets[key] = make_dataset(
                 utterances, private_tokenizer(self.tokenizer), training=training, input_context=input_context,
-                seed=cfg.seed, specaugment=self._specaugment() if training else None,
+                seed=cfg.seed, specaugment=self.specaugment() if training else None,
                 cache_features=True, **kwargs)
         if self._t0 is None:
             self._t0 = time.perf_counter()
         return self._datasets[key]
-
-    def _specaugment(self):
-        if not self.config.specaugment:
-            return None
-        from tf_todm.data.specaugment import SpecAugment
-        return SpecAugment()
 
     def train_seconds(self) -> float:
         """Wall time since the first dataset request, evaluations excluded."""

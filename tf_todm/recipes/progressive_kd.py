@@ -129,6 +129,7 @@ class TransducerTrainTask(CachedDataTask):
     def build(self, strategy=None) -> None:
         keras.utils.set_random_seed(self.config.seed)
         self.model = Transducer(self.model_config, name="transducer")
+        self.init_feature_normalizer(self.model.encoder.subsampling.feature_norm)
         if self.init_model is not None:
             copy_weights(self.model, self.init_model)
         self.optimizer = self.build_optimizer()

@@ -168,6 +168,7 @@ class _CtcModelTask(CachedDataTask):
     def build(self, strategy=None) -> None:
         keras.utils.set_random_seed(self.config.seed)
         self.model = CtcModel(self.model_config, projection_dim=self.projection_dim, name="ctc_model")
+        self.init_feature_normalizer(self.model.encoder.subsampling.feature_norm)
         if self.init_model is not None:
             copy_weights(self.model, self.init_model)
         self._freeze(self.model)

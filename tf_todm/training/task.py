@@ -88,14 +88,46 @@ class TransducerTask:
         self.optimizer = None
         self._rates = {}
         self._encode_fn = None
+        self._feature_stats = None
 
     # --- building ----------------------------------------------------------------------------
     def build(self, strategy=None) -> None:
         """Creates model and optimizer (call inside `strategy.scope()`); seeded init."""
         keras.utils.set_random_seed(self.config.seed)
         self.model = Transducer(self.model_config, name="transducer")
+        self.init_feature_normalizer(self.model.encoder.subsampling.feature_norm)
         self.optimizer = self.build_optimizer()
         self.optimizer.build(self.model.trainable_variables)
+
+    def feature_statistics(self, max_utterances: int = 256):
+        """Per-bin log-mel (mean, std) `[F]` each, float64, over an evenly spread, deterministic
+        subset of at most `max_utterances` training utterances (None without data/tokenizer)."""
+        if self._feature_stats is None and self.train_utterances and self.tokenizer is not None:
+            from tf_todm.data.features import FeatureNormalizer
+            from tf_todm.data.pipeline import make_dataset
+            stride = max(1, len(self.train_utterances) // max_utterances)
+            subset = self.train_utterances[::stride][:max_utterances]
+            from tf_todm.data.tokenizer import Tokenizer  # own resource: see recipes.common.private_tokenizer
+            dataset = make_dataset(subset, Tokenizer(self.tokenizer.model_path), batch_size=16, training=False)
+            self._feature_stats = FeatureNormalizer.statistics(
+                (b["features"].numpy(), b["feature_lengths"].numpy()) for b in dataset)
+        return self._feature_stats
+
+    def init_feature_normalizer(self, feature_norm) -> None:
+        """Sets a `FeatureNormalizer` to the training statistics (a resumed run then restores the
+        same values from its checkpoint)."""
+        stats = self.feature_statistics()
+        if stats is not None:
+            feature_norm.set_statistics(*stats)
+
+    def specaugment(self):
+        """The training SpecAugment (None when off); masked cells get the training mean per bin,
+        i.e. 0 after the model's feature normalisation."""
+        if not self.config.specaugment:
+            return None
+        from tf_todm.data.specaugment import SpecAugment
+        stats = self.feature_statistics()
+        return SpecAugment(mask_value=0.0 if stats is None else stats[0])
 
     def build_optimizer(self, steps_per_epoch: Optional[int] = None):
         from tf_todm.optim import Eden, ScaledAdam
@@ -124,7 +156,6 @@ class TransducerTask:
                      epoch: int = 0, training: bool = True) -> tf.data.Dataset:
         """Per-replica batches of epoch `epoch` (order a pure function of (seed, epoch))."""
         from tf_todm.data.pipeline import make_dataset
-        from tf_todm.data.specaugment import SpecAugment
         cfg = self.config
         replicas = input_context.num_replicas_in_sync if input_context else 1
         kwargs = {}
@@ -136,7 +167,7 @@ class TransducerTask:
         else:
             kwargs["max_batch_seconds"] = cfg.max_batch_seconds
         utterances = self.train_utterances if training else self.dev_utterances
-        specaugment = SpecAugment() if (cfg.specaugment and training) else None
+        specaugment = self.specaugment() if training else None
         return make_dataset(utterances, self.tokenizer, training=training,
                             input_context=input_context, seed=epoch_seed(cfg.seed, epoch),
                             specaugment=specaugment, **kwargs)
