@@ -47,29 +47,6 @@ def stage(name: str):
     print(f"\n=== {name} ===", flush=True)
 
 
-def make_corpus(corpus_dir: str) -> dict:
-    from tf_todm.data.synthetic import format_summary, generate_corpus
-    summary_path = os.path.join(corpus_dir, "summary.json")
-    if all(os.path.exists(os.path.join(corpus_dir, f"{s}.jsonl")) for s in ("train", "dev", "test")) \
-            and os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-    else:
-        summary = generate_corpus(corpus_dir, hours=FLAGS.corpus_hours, seed=FLAGS.corpus_seed)
-    print(format_summary(summary))
-    return summary
-
-
-def make_tokenizer(path: str, texts):
-    from tf_todm.data.tokenizer import Tokenizer, train_tokenizer
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        train_tokenizer(texts, path[: -len(".model")], FLAGS.vocab_size)
-    tokenizer = Tokenizer(path)
-    print(f"tokenizer: {path} ({tokenizer.vocab_size} pieces incl. blank)")
-    return tokenizer
-
-
 def train_supernet(run_dir: str, train_utts, dev_utts, tokenizer) -> dict:
     from tf_todm.models.config import TransducerConfig
     from tf_todm.training.config import TrainConfig, parse_overrides
@@ -206,6 +183,8 @@ def plot_deploy(rows, path: str) -> None:
 
 def run() -> dict:
     from tf_todm.data.manifest import read_manifest
+    from tf_todm.data.synthetic import ensure_default_corpus, format_summary
+    from tf_todm.data.tokenizer import load_or_train_tokenizer
     out_dir = FLAGS.out_dir
     os.makedirs(out_dir, exist_ok=True)
     started = time.time()
@@ -214,7 +193,9 @@ def run() -> dict:
     stage("corpus")
     t = time.time()
     corpus_dir = FLAGS.corpus_dir or os.path.join(out_dir, "corpus")
-    corpus_summary = make_corpus(corpus_dir)
+    corpus_summary = ensure_default_corpus(corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
+    if corpus_summary is not None:
+        print(format_summary(corpus_summary))
     train_utts, dev_utts, test_utts = (read_manifest(os.path.join(corpus_dir, f"{s}.jsonl"))
                                        for s in ("train", "dev", "test"))
     timings["corpus_s"] = time.time() - t
@@ -222,7 +203,8 @@ def run() -> dict:
     stage("tokenizer")
     run_dir = os.path.join(out_dir, "supernet")
     tokenizer_path = os.path.join(run_dir, "tokenizer.model")
-    tokenizer = make_tokenizer(tokenizer_path, [u.text for u in train_utts])
+    tokenizer = load_or_train_tokenizer(tokenizer_path, [u.text for u in train_utts], FLAGS.vocab_size)
+    print(f"tokenizer: {tokenizer_path} ({tokenizer.vocab_size} pieces incl. blank)")
 
     stage("supernet training")
     t = time.time()

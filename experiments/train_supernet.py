@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out_dir", None, "Run folder (config.json, ckpt/, tb/, tokenizer.model).")
@@ -42,27 +42,18 @@ SUPERNET = True
 
 
 def prepare_corpus(corpus_dir: str, hours: float, seed: int) -> None:
-    """Generates the default corpus if its manifests are missing."""
-    if all(os.path.exists(os.path.join(corpus_dir, f"{s}.jsonl")) for s in ("train", "dev", "test")):
-        return
-    from tf_todm.data.synthetic import generate_corpus
-    logging.info("generating the default corpus (%.2f h) under %s", hours, corpus_dir)
-    generate_corpus(corpus_dir, hours=hours, seed=seed)
+    """Kept for the benchmark CLIs: `tf_todm.data.synthetic.ensure_default_corpus`."""
+    from tf_todm.data.synthetic import ensure_default_corpus
+    ensure_default_corpus(corpus_dir, hours, seed)
 
 
 def prepare_tokenizer(path: str, texts, vocab_size: int):
-    """Loads the tokenizer at `path`, training it on `texts` first if the file is missing."""
-    from tf_todm.data.tokenizer import Tokenizer, train_tokenizer
-    if not os.path.exists(path):
-        if not path.endswith(".model"):
-            raise ValueError(f"--tokenizer={path}: expected a path ending in .model")
-        logging.info("training a %d-piece tokenizer at %s", vocab_size, path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        # The normalised alphabet (a-z and ') as one extra line, so that dev/test texts with a
-        # character the training texts lack still tokenise.
-        train_tokenizer(list(texts) + [" ".join("abcdefghijklmnopqrstuvwxyz'")],
-                        path[:-len(".model")], vocab_size)
-    return Tokenizer(path)
+    """Kept for the benchmark CLIs: `tf_todm.data.tokenizer.load_or_train_tokenizer`, with the
+    --tokenizer flag named when the path does not end in .model."""
+    from tf_todm.data.tokenizer import load_or_train_tokenizer
+    if not os.path.exists(path) and not path.endswith(".model"):
+        raise ValueError(f"--tokenizer={path}: expected a path ending in .model")
+    return load_or_train_tokenizer(path, texts, vocab_size)
 
 
 def build_configs(supernet: bool):

@@ -61,8 +61,8 @@ def _manifest_case(kind: str, needles_fn):
 
 def _audio_case(kind: str, *expected: str, extra=()):
     def build(root):
-        path, _ = F.manifest_with_bad_line(root, kind)
-        return _train_flags(root, path, *extra), [f"bad_{kind}.wav", *expected]
+        path, line = F.manifest_with_bad_line(root, kind)
+        return _train_flags(root, path, *extra), [f"{path}:{line}", f"bad_{kind}.wav", *expected]
     return build
 
 
@@ -178,11 +178,11 @@ CASES = [
          _manifest_case("bad_duration", lambda p, n, r: [f"{p}:{n}", "duration"]), slow=True),
     Case("train_supernet/manifest_missing", "train_supernet", _missing_manifest, slow=True),
     Case("train_supernet/audio_path_missing", "train_supernet",
-         _manifest_case("missing_path", lambda p, n, r: ["does_not_exist.wav", "does not exist"])),
+         _manifest_case("missing_path", lambda p, n, r: [f"{p}:{n}", "does_not_exist.wav", "does not exist"])),
     Case("train_supernet/empty_transcript", "train_supernet",
-         _manifest_case("empty_text", lambda p, n, r: ["utt2.wav", "empty text"])),
+         _manifest_case("empty_text", lambda p, n, r: [f"{p}:{n}", "utt2.wav", "empty text"])),
     Case("train_supernet/unknown_characters", "train_supernet",
-         _manifest_case("unknown_chars", lambda p, n, r: ["utt2.wav", "not in the tokenizer"])),
+         _manifest_case("unknown_chars", lambda p, n, r: [f"{p}:{n}", "utt2.wav", "not in the tokenizer"])),
     # train_supernet: audio
     Case("train_supernet/audio_corrupt", "train_supernet", _audio_case("corrupt", "not a readable audio")),
     Case("train_supernet/audio_empty_file", "train_supernet", _audio_case("empty_file"), slow=True),

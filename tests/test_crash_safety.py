@@ -55,6 +55,15 @@ def checkpoint_arrays(ckpt_dir_or_path: str) -> dict:
     return out
 
 
+def model_weight_names(arrays: dict) -> list:
+    """Names of the model's weights in `checkpoint_arrays(...)`. A checkpoint stores each variable
+    once, under the first object path found breadth-first: the Keras 3 optimizer's
+    `_trainable_variables` list is shallower than most layers, so most weights are stored as
+    `optimizer/_trainable_variables/<i>` rather than `model/...`."""
+    return sorted(n for n in arrays if "OPTIMIZER_SLOT" not in n
+                  and (n.startswith("model/") or n.startswith("optimizer/_trainable_variables/")))
+
+
 def batch(seed: int, poison: str = "") -> dict:
     rng = np.random.default_rng(seed)
     feats = rng.normal(size=(B, T, F_DIM)).astype(np.float32)
@@ -295,7 +304,7 @@ def test_sigkill_training_three_times_resumes_to_the_same_weights(tmp_path):
                 p.kill()
     a = checkpoint_arrays(os.path.join(straight, "ckpt"))
     b = checkpoint_arrays(os.path.join(killed, "ckpt"))
-    weights = [n for n in a if n.startswith("model/") and "OPTIMIZER_SLOT" not in n]
+    weights = model_weight_names(a)
     assert len(weights) > 10 and set(a) == set(b)
     max_abs = max(float(np.max(np.abs(a[n] - b[n]))) for n in weights)
     summary = json.loads(open(os.path.join(killed, "train_summary.json")).read())

@@ -76,3 +76,17 @@ def test_fuzz_records_500(record):
         assert str(e).startswith("f:1: ")
     else:
         assert u.duration > 0 and isinstance(u.text, str) and os.path.isabs(u.audio_filepath)
+
+
+def test_read_manifest_records_the_source_line(tmp_path):
+    path = _write(tmp_path / "m.jsonl", [
+        json.dumps({"audio_filepath": "a.wav", "duration": 1.0, "text": "one"}),
+        "",
+        json.dumps({"audio_filepath": "b.wav", "duration": 1.0, "text": "two"}),
+    ])
+    first, second = read_manifest(path)
+    assert (first.source, second.source) == (f"{path}:1", f"{path}:3")  # blank lines still count
+    # Where an utterance came from is not part of what it is, nor of what is written back.
+    assert second == Utterance(str(tmp_path / "b.wav"), 1.0, "two")
+    assert "source" not in second.to_manifest_dict(str(tmp_path))
+    assert Utterance("/x.wav", 1.0, "t").source == ""

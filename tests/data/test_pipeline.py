@@ -1,4 +1,5 @@
 """make_dataset on real espeak-ng speech files and a real SentencePiece model."""
+import gc
 import json
 import subprocess
 
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
 from tf_todm.data import features as F
-from tf_todm.data.manifest import Utterance
+from tf_todm.data.manifest import Utterance, read_manifest, write_manifest
 from tf_todm.data.pipeline import (DataError, batch_seconds, default_bucket_boundaries_s, make_dataset,
                                    utterance_seconds)
 from tf_todm.data.specaugment import SpecAugment
@@ -195,3 +196,45 @@ def test_default_bucket_boundaries():
     assert default_bucket_boundaries_s([2.0] * 10) == []
     b = default_bucket_boundaries_s(np.linspace(1, 9, 100))
     assert len(b) == 7 and b == sorted(b)
+
+
+def test_errors_name_the_manifest_file_and_line(corpus, tmp_path):
+    _, tokenizer, utts = corpus
+    manifest = str(tmp_path / "train.jsonl")
+    write_manifest(manifest, utts[:2] + [Utterance(utts[2].audio_filepath, 1.0, "price in € now")] + utts[3:4])
+    with open(manifest) as f:
+        lines = f.read().splitlines()
+    with open(manifest, "w") as f:  # a blank line: the bad entry is line 4, utterance #2
+        f.write("\n".join(lines[:1] + [""] + lines[1:]) + "\n")
+    read = read_manifest(manifest)
+    with pytest.raises(DataError, match=rf"^{manifest}:4 \({utts[2].audio_filepath}\): character\(s\) \['€'\]"):
+        make_dataset(read, tokenizer, batch_size=2, training=False)
+    ds = make_dataset(read, tokenizer, batch_size=2, training=False, drop_bad="skip")
+    assert [where for where, _ in ds.data_report.dropped] == [f"{manifest}:4 ({utts[2].audio_filepath})"]
+
+
+def _labels_by_text(ds):
+    return {text: tuple(labels[:n]) for b in collect(ds)
+            for text, labels, n in zip(b["text"].tolist(), b["labels"], b["label_lengths"])}
+
+
+def test_one_tokenizer_serves_datasets_across_seed_resets_and_gc(corpus):
+    """Regression: tensorflow-text's SentencePiece resource used to be made once, eagerly, and
+    shared; `tf.random.set_seed` (called by every Trainer via keras.utils.set_random_seed) clears
+    TF's eager kernel cache, which deleted it, and every later dataset of that Tokenizer failed
+    with "Resource localhost/_0_SentencepieceOp/... does not exist"."""
+    _, tokenizer, utts = corpus
+    expected = {u.text.encode(): tuple(tokenizer.encode(u.text)[0]) for u in utts[:5]}
+    first = make_dataset(utts[:5], tokenizer, batch_size=2, training=True, seed=1)
+    assert _labels_by_text(first) == expected
+    built_before_reset = make_dataset(utts[:5], tokenizer, batch_size=3, training=False)
+    del first
+    gc.collect()
+    tf.random.set_seed(11)  # what a second training run in the same process does
+    second = make_dataset(utts[:5], tokenizer, batch_size=2, training=True, seed=2)
+    assert _labels_by_text(second) == expected
+    assert _labels_by_text(built_before_reset) == expected
+    del second
+    gc.collect()
+    tf.random.set_seed(12)
+    assert _labels_by_text(make_dataset(utts[:5], tokenizer, batch_size=2, training=False)) == expected

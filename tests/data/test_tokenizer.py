@@ -1,4 +1,6 @@
 """Tokenizer on real SentencePiece models trained from normalised `fortunes` sentences."""
+import os
+
 import hypothesis
 import hypothesis.strategies as st
 import numpy as np
@@ -7,7 +9,7 @@ import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
 from tf_todm.data.text import fortune_sentences, normalize_text
-from tf_todm.data.tokenizer import UNK_ID, Tokenizer, TokenizerError, train_tokenizer
+from tf_todm.data.tokenizer import UNK_ID, Tokenizer, TokenizerError, load_or_train_tokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +95,39 @@ def test_round_trip_property(tokenizer, words):
     ids = tokenizer.encode(text)[0]
     assert tokenizer.decode(ids) == text
     assert tokenizer.decode(np.array(ids, np.int32)) == text
+
+
+def test_tf_tokenize_survives_kernel_cache_clears(tokenizer, texts):
+    """tf.random.set_seed clears TF's eager kernel cache (regression: it deleted the shared
+    SentencePiece resource); eager calls and tf.functions must keep working across it."""
+    strings = tf.constant(texts[:3])
+    expected = tokenizer.encode(texts[:3])
+    fn = tf.function(tokenizer.tf_tokenize)
+    for seed in (3, 4):
+        assert tokenizer.tf_tokenize(strings).to_list() == expected
+        assert fn(strings).to_list() == expected
+        tf.random.set_seed(seed)
+    assert tokenizer.tf_tokenize(strings).to_list() == expected and fn(strings).to_list() == expected
+
+
+def test_load_or_train_tokenizer_trains_once_then_loads(texts, tmp_path):
+    path = str(tmp_path / "sub" / "tok.model")
+    tok = load_or_train_tokenizer(path, texts[:200], vocab_size=53)
+    assert tok.vocab_size == 53 and tok.model_path == path
+    # The whole normalised alphabet is encodable even when the training texts lack a letter.
+    assert tok.unknown_characters("abcdefghijklmnopqrstuvwxyz'") == []
+    with open(path, "rb") as f:
+        first_bytes = f.read()
+    mtime = os.stat(path).st_mtime_ns
+    again = load_or_train_tokenizer(path, ["completely different texts"], vocab_size=9)
+    assert again.vocab_size == 53 and os.stat(path).st_mtime_ns == mtime
+    with open(path, "rb") as f:
+        assert f.read() == first_bytes
+    with pytest.raises(TokenizerError, match=r"tok\.bin: expected a tokenizer path ending in \.model"):
+        load_or_train_tokenizer(str(tmp_path / "tok.bin"), texts, vocab_size=53)
+
+
+def test_load_or_train_tokenizer_covers_letters_missing_from_the_texts(tmp_path):
+    tok = load_or_train_tokenizer(str(tmp_path / "t.model"), ["hello world"] * 5, vocab_size=32)
+    assert tok.unknown_characters("quiz jack's") == []
+    assert tok.decode(tok.encode("quiz jack's")[0]) == "quiz jack's"

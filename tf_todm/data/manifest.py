@@ -22,13 +22,16 @@ class ManifestError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Utterance:
-    """One utterance. `audio_filepath` is absolute; `duration` in seconds."""
+    """One utterance. `audio_filepath` is absolute; `duration` in seconds. `source` is where it
+    was read ("manifest.jsonl:12", set by `read_manifest`; "" otherwise) for error messages; it
+    takes no part in equality and is not written back to manifests."""
 
     audio_filepath: str
     duration: float
     text: str
     speaker: str = ""
     domain: str = ""
+    source: str = dataclasses.field(default="", compare=False)
 
     def to_manifest_dict(self, base_dir: str | None = None) -> dict:
         path = self.audio_filepath
@@ -43,7 +46,7 @@ class Utterance:
 
 
 def parse_manifest_line(line: str, where: str, base_dir: str) -> Utterance:
-    """Parses one JSONL line; `where` is 'file:line' for error messages."""
+    """Parses one JSONL line; `where` is 'file:line' for error messages and `Utterance.source`."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as e:
@@ -69,7 +72,7 @@ def parse_manifest_line(line: str, where: str, base_dir: str) -> Utterance:
             raise ManifestError(f"{where}: field {name!r} must be a string, got {value!r}")
     if not os.path.isabs(path):
         path = os.path.normpath(os.path.join(base_dir, path))
-    return Utterance(path, float(duration), text, speaker, domain)
+    return Utterance(path, float(duration), text, speaker, domain, source=where)
 
 
 def read_manifest(path: str) -> list[Utterance]:

@@ -69,7 +69,8 @@ def default_bucket_boundaries_s(durations_s: Sequence[float], num_buckets: int =
 
 
 def _where(utterance: Utterance, index: int) -> str:
-    return f"utterance #{index} ({utterance.audio_filepath})"
+    """'train.jsonl:12 (/abs/a.wav)' for utterances read from a manifest, else 'utterance #i (...)'."""
+    return f"{utterance.source or f'utterance #{index}'} ({utterance.audio_filepath})"
 
 
 def validate_utterances(utterances: Sequence[Utterance], tokenizer: Tokenizer, drop_bad: str = "raise") -> DataReport:

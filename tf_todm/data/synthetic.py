@@ -561,6 +561,23 @@ def generate_corpus(out_dir: str, hours: float, seed: int, num_workers: int | No
     return result
 
 
+def ensure_default_corpus(corpus_dir: str, hours: float, seed: int) -> dict | None:
+    """Generates the default corpus under `corpus_dir` unless its three manifests already exist.
+
+    An existing corpus is left untouched (whatever `hours`/`seed` say). Returns the corpus summary:
+    the fresh one, else the stored `summary.json`, else None (manifests present, no summary).
+    """
+    if all(os.path.exists(os.path.join(corpus_dir, f"{s}.jsonl")) for s in SPLITS):
+        summary_path = os.path.join(corpus_dir, "summary.json")
+        if not os.path.exists(summary_path):
+            return None
+        with open(summary_path, encoding="utf-8") as f:
+            return json.load(f)
+    from absl import logging
+    logging.info("generating the default corpus (%.2f h) under %s", hours, corpus_dir)
+    return generate_corpus(corpus_dir, hours=hours, seed=seed)
+
+
 def format_summary(summary: dict) -> str:
     """A plain-text table of a `generate_corpus` summary."""
     lines = [f"{'split':<6} {'utts':>6} {'hours':>8} {'voices':>6} {'sentences':>9} {'open':>6} {'command':>7}  engines"]

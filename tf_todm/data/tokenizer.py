@@ -62,6 +62,24 @@ def train_tokenizer(texts: Iterable[str], model_prefix: str, vocab_size: int, mo
     return path
 
 
+# The normalised alphabet (`tf_todm.data.text.normalize_text`: a-z and ') as one extra training
+# line, so that dev/test texts with a character the training texts lack still tokenise.
+ALPHABET_LINE = " ".join("abcdefghijklmnopqrstuvwxyz'")
+
+
+def load_or_train_tokenizer(path: str, texts: Iterable[str], vocab_size: int) -> "Tokenizer":
+    """Loads the tokenizer at `path`, first training a `vocab_size`-piece model on `texts` (plus
+    `ALPHABET_LINE`) when the file is missing. `path` must end in `.model`."""
+    if not os.path.exists(path):
+        if not path.endswith(".model"):
+            raise TokenizerError(f"{path}: expected a tokenizer path ending in .model")
+        from absl import logging
+        logging.info("training a %d-piece tokenizer at %s", vocab_size, path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        train_tokenizer(list(texts) + [ALPHABET_LINE], path[:-len(".model")], vocab_size)
+    return Tokenizer(path)
+
+
 class Tokenizer:
     """A trained SentencePiece model.
 
@@ -83,7 +101,6 @@ class Tokenizer:
         if self._sp.pad_id() != BLANK_ID or self._sp.unk_id() != UNK_ID:
             raise TokenizerError(f"{model_path}: expected pad (blank) id {BLANK_ID} and unk id {UNK_ID}, "
                                  f"got pad {self._sp.pad_id()} and unk {self._sp.unk_id()}")
-        self._tf_tokenizer = None
 
     @property
     def vocab_size(self) -> int:
@@ -133,11 +150,17 @@ class Tokenizer:
                              f"({os.path.basename(self.model_path)}); normalise the text or retrain the tokenizer")
 
     def tf_tokenize(self, strings):
-        """In-graph tokenisation: tf.string `[B]` → `tf.RaggedTensor` int32 `[B, (U)]` (a scalar gives `[U]`)."""
+        """In-graph tokenisation: tf.string `[B]` → `tf.RaggedTensor` int32 `[B, (U)]` (a scalar gives `[U]`).
+
+        The SentencePiece resource is made in the calling graph (a tf.data map function, a
+        tf.function) and so lives exactly as long as that graph's kernels. It is deliberately not
+        created once eagerly and shared: tensorflow-text's resource is owned by the eager kernel
+        cache, which `tf.random.set_seed` / `keras.utils.set_random_seed` / `clear_session` clear,
+        after which every dataset holding the shared handle fails with "Resource
+        localhost/_0_SentencepieceOp/... does not exist". So one `Tokenizer` serves any number of
+        datasets and trainings in one process.
+        """
         import tensorflow as tf
         import tensorflow_text as tf_text
 
-        if self._tf_tokenizer is None:
-            with tf.init_scope():  # create the resource eagerly even when first called inside a graph
-                self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=self.model_proto, out_type=tf.int32)
-        return self._tf_tokenizer.tokenize(strings)
+        return tf_text.SentencepieceTokenizer(model=self.model_proto, out_type=tf.int32).tokenize(strings)
