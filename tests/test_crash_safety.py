@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import numpy as np

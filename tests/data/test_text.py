@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tf_todm.data.commands import command_sentences, sample_command, spoken_time
-from tf_todm.data.text import (FortuneError, expand_abbreviations, fortune_sentences, normalize_text, number_to_words,
-                               ordinal_to_words, read_fortune_entries, split_sentences)
+from tf_todm.data.text import (FortuneError, TextError, expand_abbreviations, fold_to_ascii_letters, fortune_sentences,
+                               normalize_text, number_to_words, ordinal_to_words, read_fortune_entries,
+                               split_sentences)
 
 _ALLOWED = re.compile(r"^([a-z]+('[a-z]+)*( [a-z]+('[a-z]+)*)*)?$")
 
@@ -143,3 +144,41 @@ def test_command_grammar_is_large():
     assert len(set(sentences)) == 10000
     rng = np.random.default_rng(5)
     assert sample_command(rng) != sample_command(rng)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("straße", "strasse"),
+    ("STRASSE", "strasse"),
+    ("Stra\u1e9eE", "strasse"),  # capital sharp s
+    ("\ufb01ne \ufb02our \ufb00", "fine flour ff"),  # ligatures fi, fl, ff
+    ("Æsop's œuvre", "aesop's oeuvre"),
+    ("Søren Ærø", "soren aero"),
+    ("Łódź", "lodz"),
+    ("Þórr Đorđe", "thorr dorde"),
+    ("Crème brûlée, jalapeño, Ångström", "creme brulee jalapeno angstrom"),
+    ("l\u2018homme d\u02bcart", "l'homme d'art"),
+    ("Москва rocks", "rocks"),  # not Latin: a word separator (strict mode names it instead)
+])
+def test_normalize_folds_latin_letters(raw, expected):
+    out = normalize_text(raw)
+    assert out == expected
+    assert _ALLOWED.match(out) and normalize_text(out) == out
+
+
+def test_normalize_strict_names_letters_outside_latin():
+    assert normalize_text("Straße Ærø café", strict=True) == "strasse aero cafe"
+    with pytest.raises(TextError, match=r"^character\(s\) 'м' \(CYRILLIC SMALL LETTER EM\), 'о' .*a-z"):
+        normalize_text("Москва rocks", strict=True)
+    with pytest.raises(TextError, match="GREEK SMALL LETTER ALPHA"):
+        normalize_text("α particles", strict=True)
+
+
+def test_fold_every_latin_letter_to_ascii():
+    """Brute force over Latin-1 Supplement and Latin Extended-A: every letter whose name says
+    LATIN folds to plain a-z letters."""
+    import unicodedata
+    for code in range(0xC0, 0x180):
+        c = chr(code)
+        if c.isalpha() and "LATIN" in unicodedata.name(c, ""):
+            folded = fold_to_ascii_letters(c)
+            assert folded and all("a" <= x <= "z" for x in folded), (c, unicodedata.name(c), folded)

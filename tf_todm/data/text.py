@@ -1,9 +1,14 @@
 """Transcript normalisation and the Debian `fortunes` sentence reader.
 
 Normalised text is lower-case words over `a-z` and `'`, separated by single spaces: digits are
-spelled out ("42" -> "forty two", "3rd" -> "third", "2.5" -> "two point five"), accents are folded
-("naïve" -> "naive"), every other character is a word separator. An apostrophe survives only
-between two letters ("don't"), so quotes vanish and the function is idempotent.
+spelled out ("42" -> "forty two", "3rd" -> "third", "2.5" -> "two point five"), and Latin letters
+are folded to a-z: full Unicode case folding ("Straße" -> "strasse"), compatibility decomposition
+with accents dropped ("naïve" -> "naive", the ligature "ﬁ" -> "fi") and a table for letters with no
+decomposition ("æ" -> "ae", "œ" -> "oe", "ø" -> "o", "ł" -> "l", "þ" -> "th", "đ"/"ð" -> "d").
+Letters of other scripts (Greek, Cyrillic, CJK, ...) cannot be written in a-z: by default they are
+word separators like every other character (so they vanish); with `strict=True`, `TextError`
+names them. An apostrophe survives only between two letters ("don't"), so quotes vanish and the
+function is idempotent.
 """
 
 from __future__ import annotations
@@ -84,19 +89,46 @@ def _digit_string_to_words(digits: str) -> str:
     return number_to_words(int(digits))
 
 
+# Latin letters that neither case folding nor NFKD turn into a-z (after casefold: lower case).
+_LATIN_FOLDS = str.maketrans({"æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "ł": "l",
+                              "ı": "i", "ȷ": "j", "ħ": "h", "ŋ": "ng", "ŧ": "t", "ƀ": "b", "ɨ": "i", "ĸ": "q"})
+# Letters whose case folding or NFKD form holds a non-letter ("ŀ" -> "l·", "ŉ" -> "ʼn").
+_BEFORE_DECOMPOSITION = str.maketrans({"Ŀ": "L", "ŀ": "l", "ŉ": "n"})
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
+
+
+class TextError(ValueError):
+    """Text that cannot be normalised to a-z (strict mode); the message names the characters."""
+
+
 def _strip_accents(s: str) -> str:
     decomposed = unicodedata.normalize("NFKD", s)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def normalize_text(s: str) -> str:
+def fold_to_ascii_letters(s: str) -> str:
+    """Case-folds and folds Latin letters to a-z: "Straße Ærø ﬁne" -> "strasse aero fine".
+    Characters that are not Latin letters are returned unchanged."""
+    return _strip_accents(s.translate(_BEFORE_DECOMPOSITION).casefold()).translate(_LATIN_FOLDS)
+
+
+def normalize_text(s: str, strict: bool = False) -> str:
     """Normalises a transcript to lower-case `[a-z']` words separated by single spaces.
+
+    `strict`: raise `TextError` naming the letters that cannot be written in a-z (e.g. Cyrillic)
+    instead of treating them as word separators.
 
     >>> normalize_text("It's 42, isn't it?")
     "it's forty two isn't it"
+    >>> normalize_text("Straße")
+    'strasse'
     """
-    s = _strip_accents(s.lower())
-    s = s.replace("\u2019", "'").replace("`", "'")
+    s = fold_to_ascii_letters(s).translate(_APOSTROPHES)
+    if strict:
+        bad = [c for c in dict.fromkeys(s) if c.isalpha() and not ("a" <= c <= "z")]
+        if bad:
+            named = ", ".join(f"{c!r} ({unicodedata.name(c, f'U+{ord(c):04X}')})" for c in bad[:5])
+            raise TextError(f"character(s) {named} cannot be written in a-z; transliterate the text first")
     for symbol, word in _SYMBOL_WORDS.items():
         s = s.replace(symbol, word)
     s = _DIGIT_GROUPING_RE.sub("", s)
