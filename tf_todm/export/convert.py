@@ -17,7 +17,16 @@ Modes (`MODES`):
     Weights are per-channel (converter default; `op_report` shows the scale counts).
   * `int16x8`: int16 activations, int8 weights
     (EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8), calibrated the same way; ops
-    with no 16x8 kernel (NEG, emitted by Keras' LayerNormalization) fall back to float32.
+    with no 16x8 kernel fall back to float32. Two things break this mode on a stock Keras
+    Conformer, both handled: (1) Keras' LayerNormalization emits SQUARED_DIFFERENCE, which the
+    quantizer turns int16 although LiteRT has no int16 kernel for it (the model converts, then
+    fails at run time) -- the models use `tf_todm.models.layer_norm.LayerNorm` (MUL, no
+    SQUARED_DIFFERENCE); (2) the 16x8 quantizer (the old C++ one; the MLIR quantizer only does
+    int8) asks for calibration ranges of int32 tensors that feed comparisons (the streaming
+    encoder's `offset >= ...` cache-validity test) and fails with "Max and min for dynamic tensors
+    should be recorded during calibration" -- `_quantize_int16x8` calibrates, gives those integer
+    tensors a placeholder range (they stay int32, the quantizer only rewrites float tensors) and
+    strips it again after quantization.
 
 No mode ever enables SELECT_TF_OPS: TF 2.21 wheels ship no Flex delegate, so a model that would need
 it fails conversion here with `ConversionError` naming the ops.
@@ -102,7 +111,10 @@ def convert(
         )
         _configure(converter, mode, representative_dataset, int8_io, list(signatures))
         try:
-            model = converter.convert()
+            if mode == "int16x8":
+                model = _quantize_int16x8(converter)
+            else:
+                model = converter.convert()
         except Exception as e:  # the converter raises ConverterError / RuntimeError / ValueError
             text = str(e).strip().splitlines()
             head = next((l for l in text if "error" in l.lower() or "not" in l.lower()),
@@ -154,10 +166,73 @@ def _configure(converter, mode, representative_dataset, int8_io, names):
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
         return
-    # Ops without a 16x8 kernel (e.g. NEG in Keras' LayerNormalization) stay float32.
+    # Ops without a 16x8 kernel stay float32 (TFLITE_BUILTINS fallback).
     converter.target_spec.supported_ops = [
         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, builtins,
     ]
+
+
+def _quantize_int16x8(converter) -> bytes:
+    """Calibrate, give integer activation tensors a placeholder range, quantize 16x8, unmark.
+
+    The 16x8 quantizer demands min/max for every non-constant input of a quantizable op, also
+    int32 ones (e.g. GREATER_EQUAL on the int32 stream offset) that calibration never records.
+    Such tensors keep their type (only float tensors are rewritten), so a placeholder range
+    [0, 1] is inert; it is removed from the final model (`_strip_placeholder_ranges`).
+    """
+    from tensorflow.lite.python.optimize import calibrator as calibrator_lib
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    gen = converter.representative_dataset
+    converter._experimental_calibrate_only = True  # float model + recorded ranges, not quantized
+    calibrated = converter.convert()
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    marked = _mark_integer_tensors(model)
+    patched = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    quantized = calibrator_lib.Calibrator(patched).calibrate_and_quantize(
+        gen, tf.float32, tf.float32, True, activations_type=tf.int16, bias_type=tf.int64)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
+    _strip_placeholder_ranges(model, marked)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _mark_integer_tensors(model) -> set:
+    """Gives every non-constant integer/bool tensor without a range min=0, max=1 (in place).
+
+    Returns {(subgraph index, tensor name)} of the marked tensors."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    floats = (schema.TensorType.FLOAT32, schema.TensorType.FLOAT16)
+    marked = set()
+    for g, sg in enumerate(model.subgraphs or []):
+        for t in sg.tensors or []:
+            buffer = model.buffers[t.buffer] if t.buffer is not None and t.buffer < len(model.buffers) else None
+            constant = buffer is not None and buffer.data is not None and len(buffer.data) > 0
+            q = t.quantization
+            has_range = q is not None and q.min is not None and len(q.min) > 0
+            if t.type in floats or constant or has_range:
+                continue
+            q = schema.QuantizationParametersT()
+            q.min, q.max = [0.0], [1.0]
+            t.quantization = q
+            marked.add((g, t.name))
+    return marked
+
+
+def _strip_placeholder_ranges(model, marked: set) -> None:
+    """Removes ranges without a scale (placeholders, or recorded by the calibrator) from integer
+    and bool tensors (in place); raises if a marked tensor was re-typed to a quantized type."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    keep = (schema.TensorType.INT32, schema.TensorType.INT64, schema.TensorType.BOOL)
+    for g, sg in enumerate(model.subgraphs or []):
+        for t in sg.tensors or []:
+            q = t.quantization
+            if (g, t.name) in marked and t.type not in keep:
+                raise ConversionError(f"convert(mode='int16x8'): integer tensor {t.name!r} was re-typed "
+                                      "by the quantizer (unexpected)")
+            if t.type in keep and q is not None and (q.scale is None or len(q.scale) == 0):
+                t.quantization = None
 
 
 def _wrap_dataset(representative_dataset, names):

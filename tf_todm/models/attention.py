@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_todm.models.elastic import dropout, prefix_mask
+from tf_todm.models.layer_norm import LayerNorm
 
 NEG_INF = -30.0
 """Additive bias of a masked attention score. Bounded on purpose: exp(-30) ~ 1e-13 is zero weight
@@ -89,7 +90,7 @@ class RotarySelfAttention(keras.layers.Layer):
         self.dropout_rate = dropout_rate
         self.rotary_base = rotary_base
         inner = num_heads * head_dim
-        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
+        self.norm = LayerNorm(epsilon=1e-5, name="norm")
         self.query = keras.layers.Dense(inner, name="query")
         self.key = keras.layers.Dense(inner, name="key")
         self.value = keras.layers.Dense(inner, name="value")

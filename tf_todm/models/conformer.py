@@ -11,6 +11,7 @@ from tf_todm.models.attention import RotarySelfAttention, attention_mask
 from tf_todm.models.conv_module import ConvModule
 from tf_todm.models.elastic import block_subnet, dropout
 from tf_todm.models.feed_forward import FeedForward
+from tf_todm.models.layer_norm import LayerNorm
 from tf_todm.models.subsampling import ConvSubsampling, subsampled_lengths
 
 
@@ -43,7 +44,7 @@ class ConformerBlock(keras.layers.Layer):
                                              name="attention")
         self.conv = ConvModule(model_dim, conv_dim, conv_kernel_size, causal_conv, dropout_rate, name="conv")
         self.ff2 = FeedForward(model_dim, ff_dim, dropout_rate, name="ff2")
-        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+        self.final_norm = LayerNorm(epsilon=1e-5, name="final_norm")
 
     def build(self, input_shape=None):
         for layer in (self.ff1, self.attention, self.conv, self.ff2):

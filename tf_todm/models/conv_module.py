@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tf_todm.models.elastic import dropout, prefix_mask
 from tf_todm.models.feed_forward import swish
+from tf_todm.models.layer_norm import LayerNorm, layer_norm
 
 
 def masked_layer_norm(x, gamma, beta, channel_mask=None, epsilon: float = 1e-5):
@@ -16,14 +17,11 @@ def masked_layer_norm(x, gamma, beta, channel_mask=None, epsilon: float = 1e-5):
     channels come out 0. With `channel_mask=None` it is the plain LayerNorm over all C.
     """
     if channel_mask is None:
-        mean = tf.reduce_mean(x, axis=-1, keepdims=True)
-        centred = x - mean
-        var = tf.reduce_mean(tf.square(centred), axis=-1, keepdims=True)
-        return centred * tf.math.rsqrt(var + epsilon) * gamma + beta
+        return layer_norm(x, gamma, beta, epsilon)  # d * d, not SQUARE: int16x8-safe
     count = tf.reduce_sum(channel_mask)
     mean = tf.reduce_sum(x * channel_mask, axis=-1, keepdims=True) / count
     centred = (x - mean) * channel_mask
-    var = tf.reduce_sum(tf.square(centred), axis=-1, keepdims=True) / count
+    var = tf.reduce_sum(centred * centred, axis=-1, keepdims=True) / count
     return (centred * tf.math.rsqrt(var + epsilon) * gamma + beta) * channel_mask
 
 
@@ -51,7 +49,7 @@ class ConvModule(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.causal = causal
         self.dropout_rate = dropout_rate
-        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
+        self.norm = LayerNorm(epsilon=1e-5, name="norm")
         self.pointwise_in = keras.layers.Dense(2 * conv_dim, name="pointwise_in")
         self.depthwise = keras.layers.DepthwiseConv1D(kernel_size, padding="valid", name="depthwise")
         self.pointwise_out = keras.layers.Dense(model_dim, name="pointwise_out")

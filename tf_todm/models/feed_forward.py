@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tf_todm.models.elastic import dropout, prefix_mask
+from tf_todm.models.layer_norm import LayerNorm
 
 
 def swish(x):
@@ -28,7 +29,7 @@ class FeedForward(keras.layers.Layer):
         self.model_dim = model_dim
         self.ff_dim = ff_dim
         self.dropout_rate = dropout_rate
-        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
+        self.norm = LayerNorm(epsilon=1e-5, name="norm")
         self.inner = keras.layers.Dense(ff_dim, name="inner")
         self.outer = keras.layers.Dense(model_dim, name="outer")
 
