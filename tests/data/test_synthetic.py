@@ -12,7 +12,7 @@ import soundfile
 from tf_todm.data import synthetic
 from tf_todm.data.manifest import read_manifest
 from tf_todm.data.synthetic import (DOMAINS, SPLITS, VOICES, CorpusConfig, SynthesisError, add_noise,
-                                    colored_noise, generate_corpus, resample_to_16k, reverb_impulse_response,
+                                    colored_noise, ensure_default_corpus, generate_corpus, resample_to_16k, reverb_impulse_response,
                                     split_voices, synthesize)
 
 HOURS = 0.01
@@ -277,3 +277,24 @@ def test_rerun_smaller_removes_stale_audio_of_ours_only(tmp_path):
     summary = generate_corpus(out, 0.002, seed=4, num_workers=1, progress=False)
     assert not os.path.exists(stale) and os.path.exists(mine)
     assert len(_hashes(out)) == summary["utterances"] + 1
+
+
+def test_ensure_default_corpus_generates_once_then_leaves_it_alone(tmp_path):
+    out = str(tmp_path / "corpus")
+    summary = ensure_default_corpus(out, 0.002, seed=4)
+    manifests = {s: os.path.join(out, f"{s}.jsonl") for s in SPLITS}
+    assert summary["seed"] == 4 and "generation" in summary
+    assert summary["utterances"] == sum(len(read_manifest(m)) for m in manifests.values())
+    stamps, hashes = {s: os.stat(m).st_mtime_ns for s, m in manifests.items()}, _hashes(out)
+    with open(os.path.join(out, "summary.json")) as f:
+        stored = json.load(f)
+    # An existing corpus is reused whatever hours/seed say; the stored summary comes back.
+    assert ensure_default_corpus(out, 5.0, seed=9) == stored
+    os.remove(os.path.join(out, "summary.json"))
+    assert ensure_default_corpus(out, 5.0, seed=9) is None
+    assert {s: os.stat(m).st_mtime_ns for s, m in manifests.items()} == stamps and _hashes(out) == hashes
+    # A missing manifest: generated again (same seed, same bytes).
+    os.remove(manifests["dev"])
+    again = ensure_default_corpus(out, 0.002, seed=4)
+    assert again["utterances"] == summary["utterances"] and _hashes(out) == hashes
+    assert os.path.exists(manifests["dev"]) and os.path.exists(os.path.join(out, "summary.json"))
