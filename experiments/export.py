@@ -10,6 +10,11 @@
 comes from the TRAINING manifest (first --num_calibration_utterances utterances). Writes
 DIR/<name>.<mode>.tflite + .json, DIR/<name>.frontend.tflite, DIR/tokenizer.model and
 DIR/export_summary.json, and prints a table. User errors print one line and exit 1.
+
+--qat_steps=N (default 0) first fine-tunes the model N steps with fake-quantized weights and
+activations (`tf_todm.export.qat.qat_finetune`) on the first --qat_utterances utterances of
+--train_manifest; every mode is then converted from the fine-tuned float weights, and the summary
+records the QAT losses.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ _TRAIN_MANIFEST = flags.DEFINE_string("train_manifest", None, "Training JSONL ma
 _NUM_CAL = flags.DEFINE_integer("num_calibration_utterances", 20, "Calibration utterances from --train_manifest.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Output folder.")
 _NAME = flags.DEFINE_string("name", "asr", "File stem of the bundle's models.")
+_QAT_STEPS = flags.DEFINE_integer("qat_steps", 0, "Quantization-aware fine-tuning steps before conversion "
+                                  "(tf_todm.export.qat: fake-quantized per-channel int8 weights and int8 "
+                                  "activations, exact RNN-T loss on --train_manifest); 0 = none.")
+_QAT_LR = flags.DEFINE_float("qat_learning_rate", 1e-4, "Adam learning rate of --qat_steps.")
+_QAT_BATCH = flags.DEFINE_integer("qat_batch_size", 8, "Utterances per QAT batch.")
+_QAT_UTTS = flags.DEFINE_integer("qat_utterances", 256, "QAT uses the first N --train_manifest utterances.")
 
 
 class CliError(ValueError):
@@ -114,6 +125,18 @@ def calibration_audio(needed: bool):
     return [load_audio(u.audio_filepath) for u in utts]
 
 
+def qat_batches(tokenizer_path: str, steps: int):
+    """`steps` numpy batch dicts from --train_manifest (shuffled, repeated as needed)."""
+    from tf_todm.data.manifest import read_manifest
+    from tf_todm.data.pipeline import make_dataset
+    from tf_todm.data.tokenizer import Tokenizer
+
+    utts = read_manifest(_TRAIN_MANIFEST.value)[: max(1, _QAT_UTTS.value)]
+    dataset = make_dataset(utts, Tokenizer(tokenizer_path), batch_size=_QAT_BATCH.value, training=True, seed=0)
+    keys = ("features", "feature_lengths", "labels", "label_lengths")
+    return [{k: b[k].numpy() for k in keys} for b in dataset.repeat().take(steps)]
+
+
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}; use --flags only", file=sys.stderr)
@@ -135,8 +158,22 @@ def main(argv):
             raise CliError(f"{tokenizer}: tokenizer model not found")
         from tf_todm.export.convert import CALIBRATION_MODES
 
+        if _QAT_STEPS.value < 0:
+            raise CliError(f"--qat_steps={_QAT_STEPS.value}: expected >= 0")
+        if _QAT_STEPS.value and not _TRAIN_MANIFEST.value:
+            raise CliError("--qat_steps needs --train_manifest (fine-tuning data)")
         audios = calibration_audio(bool(set(modes) & set(CALIBRATION_MODES)) or _TARGET.value == "mcu")
         model, subnet = load_model()
+        qat_summary = None
+        if _QAT_STEPS.value:
+            from tf_todm.export.qat import qat_finetune
+
+            history = qat_finetune(model, qat_batches(tokenizer, _QAT_STEPS.value), _QAT_STEPS.value,
+                                   learning_rate=_QAT_LR.value)
+            qat_summary = {"steps": history["steps"], "learning_rate": _QAT_LR.value,
+                           "loss_first": history["losses"][0], "loss_last": history["losses"][-1],
+                           "seconds": history["seconds"]}
+            print(f"QAT: {history['steps']} steps, loss {history['losses'][0]:.3f} -> {history['losses'][-1]:.3f}")
         from tf_todm.export.bundle import export_bundle
 
         start = time.perf_counter()
@@ -144,6 +181,7 @@ def main(argv):
                                  target=_TARGET.value, subnet_config=subnet)
         summary = {"argv": sys.argv, "out_dir": os.path.abspath(_OUT_DIR.value), "target": _TARGET.value,
                    "calibration_utterances": len(audios), "wall_time_s": time.perf_counter() - start,
+                   "qat": qat_summary,
                    "models": [{"mode": s["quantization"], "file": s["model_file"],
                                "size_bytes": s["metrics"]["size_bytes"], "mcu": s.get("mcu")} for s in sidecars]}
         from tf_todm.training.checkpoints import write_json_atomic
