@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:  # TF is imported inside the functions, so that reading `MODES` (sidecar.py, hence
+    import tensorflow as tf  # the evaluator's per-model memory probe) does not cost a TF import.
 
 MODES = ("float32", "float16", "dynamic_int8", "full_int8", "int16x8")
 """Quantization modes `convert` accepts."""
@@ -91,6 +93,8 @@ def convert(
     Raises:
       ValueError: bad mode / missing dataset. ConversionError: converter failure.
     """
+    import tensorflow as tf
+
     if mode not in MODES:
         raise ValueError(f"convert: mode={mode!r} is not one of {MODES}")
     if not signatures:
@@ -146,6 +150,8 @@ def smoke_test(model: bytes, mode: str = "?") -> None:
 
 
 def _configure(converter, mode, representative_dataset, int8_io, names):
+    import tensorflow as tf
+
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS
     converter.target_spec.supported_ops = [builtins]
     converter.allow_custom_ops = False
@@ -180,6 +186,8 @@ def _quantize_int16x8(converter) -> bytes:
     Such tensors keep their type (only float tensors are rewritten), so a placeholder range
     [0, 1] is inert; it is removed from the final model (`_strip_placeholder_ranges`).
     """
+    import tensorflow as tf
+
     from tensorflow.lite.python.optimize import calibrator as calibrator_lib
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -261,6 +269,8 @@ def fake_quant(x: tf.Tensor, min_value: tf.Tensor | float, max_value: tf.Tensor 
     The converter folds this op into the quantization parameters of the tensor it follows, so a
     QAT-trained graph converts with the learned ranges.
     """
+    import tensorflow as tf
+
     return tf.quantization.fake_quant_with_min_max_vars(
         x, tf.cast(min_value, tf.float32), tf.cast(max_value, tf.float32),
         num_bits=num_bits, narrow_range=narrow_range,
