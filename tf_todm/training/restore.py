@@ -48,9 +48,18 @@ def load_trained_model(run_dir: str, subnet_config=None) -> Transducer:
 
 
 def load_run_tokenizer(run_dir: str):
-    """The run's `tokenizer.model` as a `Tokenizer`."""
+    """The run's tokenizer as a `Tokenizer`: `<run_dir>/tokenizer.model`, else the
+    `train.tokenizer_path` recorded in its config.json (a run given `--tokenizer=<elsewhere>`)."""
     from tf_todm.data.tokenizer import Tokenizer
     path = os.path.join(run_dir, "tokenizer.model")
-    if not os.path.exists(path):
-        raise RunFolderError(f"{path}: missing; expected the run's SentencePiece model")
-    return Tokenizer(path)
+    if os.path.exists(path):
+        return Tokenizer(path)
+    recorded = ""
+    config_path = os.path.join(run_dir, "config.json")
+    if os.path.exists(config_path):
+        with open(config_path) as f:
+            recorded = json.load(f).get("train", {}).get("tokenizer_path", "")
+    if recorded and os.path.exists(recorded):
+        return Tokenizer(recorded)
+    raise RunFolderError(f"{path}: missing (and config.json names no existing tokenizer_path"
+                         f"{': ' + recorded if recorded else ''}); expected the run's SentencePiece model")

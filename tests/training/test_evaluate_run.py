@@ -1,0 +1,62 @@
+"""experiments.evaluate_run on a real (tiny, briefly trained) run folder: per-domain numbers agree
+with jiwer over the hypotheses it wrote, every test utterance is decoded once, bad input is one line."""
+import json
+import os
+import subprocess
+import sys
+
+import jiwer
+import pytest
+
+from tf_todm.data.manifest import read_manifest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(args, timeout=600):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    proc = _run(["experiments.train_single", "--flagfile=experiments/flags/supernet_tiny.cfg",
+                 f"--out_dir={out}", f"--train_manifest={tiny_corpus['train_manifest']}",
+                 f"--dev_manifest={tiny_corpus['dev_manifest']}", f"--tokenizer={tiny_corpus['tokenizer_path']}",
+                 "--model=num_blocks=1", "--train=max_steps=2", "--train=eval_every_steps=0"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_per_domain_wer_matches_jiwer_over_written_hypotheses(tiny_run, tiny_corpus, tmp_path):
+    out = tmp_path / "eval.json"
+    manifest = tiny_corpus["dev_manifest"]
+    proc = _run(["experiments.evaluate_run", f"--run_dir={tiny_run}", f"--manifest={manifest}",
+                 f"--output_json={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    utterances = read_manifest(manifest)
+    assert result["num_utterances"] == len(utterances) == len(result["hypotheses"])
+    assert sorted(h["reference"] for h in result["hypotheses"]) == sorted(u.text for u in utterances)
+    expected_domains = {u.domain or "all" for u in utterances}
+    assert set(result["domains"]) == expected_domains
+    for domain, numbers in result["domains"].items():
+        pairs = [h for h in result["hypotheses"] if h["domain"] == domain]
+        assert numbers["num_utterances"] == len(pairs)
+        refs, hyps = [p["reference"] for p in pairs], [p["hypothesis"] for p in pairs]
+        assert numbers["wer"] == pytest.approx(jiwer.wer(refs, hyps))
+    all_refs = [h["reference"] for h in result["hypotheses"]]
+    all_hyps = [h["hypothesis"] for h in result["hypotheses"]]
+    assert result["wer"] == pytest.approx(jiwer.wer(all_refs, all_hyps))
+    assert result["cer"] == pytest.approx(jiwer.cer(all_refs, all_hyps))
+    assert "all" in proc.stdout.splitlines()[-2]
+
+
+def test_missing_run_folder_is_one_line_exit_1(tmp_path, tiny_corpus):
+    proc = _run(["experiments.evaluate_run", f"--run_dir={tmp_path / 'nope'}",
+                 f"--manifest={tiny_corpus['dev_manifest']}"], timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "nope" in last, proc.stderr[-2000:]
