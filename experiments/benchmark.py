@@ -264,14 +264,14 @@ def method_supernet(ctx: Context) -> None:
     """Trains the supernet with the project trainer and extracts every size."""
     from tf_todm.export.extract import extract_subnet
     from tf_todm.models.config import search_space
-    from tf_todm.recipes.common import load_transducer, private_tokenizer
+    from tf_todm.recipes.common import load_transducer
     from tf_todm.training.trainer import run_training
     out = os.path.join(ctx.out_dir, "supernet")
     cfg = ctx.train_config.replace(supernet=True, num_epochs=FLAGS.supernet_epochs,
                                    alpha_min=-1.0, alpha_max=1.0)
     start = time.perf_counter()
     summary = run_training(ctx.model_config, cfg, out, train_utterances=ctx.train,
-                           dev_utterances=ctx.dev, tokenizer=private_tokenizer(ctx.tokenizer),
+                           dev_utterances=ctx.dev, tokenizer=ctx.tokenizer,
                            final_eval=False)
     seconds = time.perf_counter() - start
     supernet = load_transducer(out)

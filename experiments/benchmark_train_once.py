@@ -13,7 +13,6 @@ training flags are those of `experiments.train_supernet` (`--model`, `--train`, 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -56,10 +55,6 @@ def train_and_test(model_config, train_config, out_dir, train_utts, dev_utts, te
     from tf_todm.training.trainer import Trainer
     if os.path.exists(os.path.join(out_dir, "ckpt")):
         raise ValueError(f"{out_dir}: already holds a checkpoint; use a fresh --out_dir")
-    # A fresh Tokenizer per run: a tensorflow-text SentencePiece resource of an earlier run's
-    # (freed) datasets is not reusable ("Resource ... SentencepieceOp ... does not exist").
-    from tf_todm.data.tokenizer import Tokenizer
-    tokenizer = Tokenizer(tokenizer.model_path)
     task = TransducerTask(model_config, train_config, train_utts, dev_utts, tokenizer, space=space,
                           eval_subnets=eval_subnets)
     trainer = Trainer(task, train_config, out_dir, extra_config={"model": model_config.to_dict()})

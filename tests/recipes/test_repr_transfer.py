@@ -60,7 +60,7 @@ def test_ctc_model_round_trip_and_deploy_params(tiny_config):
     assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
     d, v, c, ff, h, conv, k = 12, 7, 4, 18, 2, 10, 3
     freq = ((80 - 3) // 2 + 1 - 3) // 2 + 1
-    subsampling = (9 * c + c) + (9 * c * c + c) + freq * c * d + d
+    subsampling = 2 * 80 + (9 * c + c) + (9 * c * c + c) + freq * c * d + d  # + feature mean/std
     inner = h * (d // h)
     block = (2 * (2 * d + d * ff + ff + ff * d + d) + 2 * d + 3 * (d * inner + inner) + inner * d + d
              + 2 * d + d * 2 * conv + 2 * conv + k * conv + conv + 2 * conv + conv * d + d + 2 * d)

@@ -53,7 +53,7 @@ class CachedDataTask(TransducerTask):
                       else {"max_batch_seconds": cfg.max_batch_seconds})
             utterances = self.train_utterances if training else self.dev_utterances
             self._datasets[key] = make_dataset(
-                utterances, private_tokenizer(self.tokenizer), training=training, input_context=input_context,
+                utterances, self.tokenizer, training=training, input_context=input_context,
                 seed=cfg.seed, specaugment=self.specaugment() if training else None,
                 cache_features=True, **kwargs)
         if self._t0 is None:
@@ -131,20 +131,9 @@ def copy_weights(dst, src) -> None:
         d.assign(s)
 
 
-def private_tokenizer(tokenizer):
-    """A new `Tokenizer` of the same model for one dataset.
-
-    Work-around: sharing one `Tokenizer` (hence one in-graph SentencePiece resource) between
-    datasets built at different times in one process made later iterators fail with
-    "Resource localhost/_0_SentencepieceOp/... does not exist" (seen with the trainer).
-    """
-    from tf_todm.data.tokenizer import Tokenizer
-    return Tokenizer(tokenizer.model_path)
-
-
 def eval_dataset(utterances: Sequence, tokenizer, batch_size: int = 8):
     from tf_todm.data.pipeline import make_dataset
-    return make_dataset(list(utterances), private_tokenizer(tokenizer), batch_size=batch_size, training=False, seed=0,
+    return make_dataset(list(utterances), tokenizer, batch_size=batch_size, training=False, seed=0,
                         specaugment=None)
 
 

@@ -8,11 +8,9 @@ number of replicas.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
@@ -107,8 +105,7 @@ class TransducerTask:
             from tf_todm.data.pipeline import make_dataset
             stride = max(1, len(self.train_utterances) // max_utterances)
             subset = self.train_utterances[::stride][:max_utterances]
-            from tf_todm.data.tokenizer import Tokenizer  # own resource: see recipes.common.private_tokenizer
-            dataset = make_dataset(subset, Tokenizer(self.tokenizer.model_path), batch_size=16, training=False)
+            dataset = make_dataset(subset, self.tokenizer, batch_size=16, training=False)
             self._feature_stats = FeatureNormalizer.statistics(
                 (b["features"].numpy(), b["feature_lengths"].numpy()) for b in dataset)
         return self._feature_stats
