@@ -42,6 +42,10 @@ _QAT_STEPS = flags.DEFINE_integer("qat_steps", 0, "Quantization-aware fine-tunin
                                   "(tf_todm.export.qat: fake-quantized per-channel int8 weights and int8 "
                                   "activations, exact RNN-T loss on --train_manifest); 0 = none.")
 _QAT_LR = flags.DEFINE_float("qat_learning_rate", 1e-4, "Adam learning rate of --qat_steps.")
+_FT_STEPS = flags.DEFINE_integer("finetune_steps", 0, "Float fine-tuning steps of the extracted subnet on its own "
+                                 "(exact RNN-T loss on --train_manifest, same data flags as QAT), before any QAT; "
+                                 "0 = none (the subnet keeps its supernet weights).")
+_FT_LR = flags.DEFINE_float("finetune_learning_rate", 3e-4, "Adam learning rate of --finetune_steps.")
 _QAT_BATCH = flags.DEFINE_integer("qat_batch_size", 8, "Utterances per QAT batch.")
 _QAT_UTTS = flags.DEFINE_integer("qat_utterances", 256, "QAT uses the first N --train_manifest utterances.")
 
@@ -162,9 +166,23 @@ def main(argv):
             raise CliError(f"--qat_steps={_QAT_STEPS.value}: expected >= 0")
         if _QAT_STEPS.value and not _TRAIN_MANIFEST.value:
             raise CliError("--qat_steps needs --train_manifest (fine-tuning data)")
+        if _FT_STEPS.value < 0:
+            raise CliError(f"--finetune_steps={_FT_STEPS.value}: expected >= 0")
+        if _FT_STEPS.value and not _TRAIN_MANIFEST.value:
+            raise CliError("--finetune_steps needs --train_manifest (fine-tuning data)")
         audios = calibration_audio(bool(set(modes) & set(CALIBRATION_MODES)) or _TARGET.value == "mcu")
         model, subnet = load_model()
-        qat_summary = None
+        qat_summary = finetune_summary = None
+        if _FT_STEPS.value:
+            from tf_todm.export.qat import qat_finetune
+
+            history = qat_finetune(model, qat_batches(tokenizer, _FT_STEPS.value), _FT_STEPS.value,
+                                   learning_rate=_FT_LR.value, weight_bits=None, activation_bits=None)
+            finetune_summary = {"steps": history["steps"], "learning_rate": _FT_LR.value,
+                                "loss_first": history["losses"][0], "loss_last": history["losses"][-1],
+                                "seconds": history["seconds"]}
+            print(f"fine-tuning: {history['steps']} steps, loss {history['losses'][0]:.3f} -> "
+                  f"{history['losses'][-1]:.3f}")
         if _QAT_STEPS.value:
             from tf_todm.export.qat import qat_finetune
 
@@ -181,7 +199,7 @@ def main(argv):
                                  target=_TARGET.value, subnet_config=subnet)
         summary = {"argv": sys.argv, "out_dir": os.path.abspath(_OUT_DIR.value), "target": _TARGET.value,
                    "calibration_utterances": len(audios), "wall_time_s": time.perf_counter() - start,
-                   "qat": qat_summary,
+                   "qat": qat_summary, "finetune": finetune_summary,
                    "models": [{"mode": s["quantization"], "file": s["model_file"],
                                "size_bytes": s["metrics"]["size_bytes"], "mcu": s.get("mcu")} for s in sidecars]}
         from tf_todm.training.checkpoints import write_json_atomic

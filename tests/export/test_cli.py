@@ -55,6 +55,11 @@ def test_export_more_flag_errors(tmp_path):
                               f"--model={tmp_path}/x.keras", "--qat_steps=-1"), "--qat_steps=-1: expected >= 0")
     assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
                               f"--model={tmp_path}/x.keras", "--qat_steps=3"), "--qat_steps needs --train_manifest")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
+                              f"--model={tmp_path}/x.keras", "--finetune_steps=-2"), "--finetune_steps=-2: expected >= 0")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
+                              f"--model={tmp_path}/x.keras", "--finetune_steps=3"),
+                          "--finetune_steps needs --train_manifest")
 
 
 def test_evaluate_errors(tmp_path):
@@ -109,7 +114,7 @@ def test_export_then_evaluate_end_to_end(tmp_path):
     out = tmp_path / "out"
     proc = cli("export", f"--model={tmp_path}/sub.keras", f"--tokenizer={tok}", "--mode=float32",
                "--mode=full_int8", f"--train_manifest={tmp_path}/train.jsonl", f"--out_dir={out}", "--name=sub",
-               "--qat_steps=2", "--qat_batch_size=2")
+               "--finetune_steps=2", "--qat_steps=2", "--qat_batch_size=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(os.listdir(out)) == sorted(["export_summary.json", "sub.float32.json", "sub.float32.tflite",
                                               "sub.frontend.tflite", "sub.full_int8.json", "sub.full_int8.tflite",
@@ -117,6 +122,7 @@ def test_export_then_evaluate_end_to_end(tmp_path):
     summary = json.load(open(out / "export_summary.json"))
     assert summary["calibration_utterances"] == 2
     assert summary["qat"]["steps"] == 2 and np.isfinite(summary["qat"]["loss_last"])
+    assert summary["finetune"]["steps"] == 2 and np.isfinite(summary["finetune"]["loss_last"])
     proc = cli("evaluate_tflite", f"--model={out}/sub.full_int8.tflite", f"--manifest={tmp_path}/test.jsonl",
                f"--output_json={tmp_path}/r.json")
     assert proc.returncode == 0, proc.stderr[-3000:]
