@@ -84,6 +84,29 @@ def single_model(d):
     return rows
 
 
+def plateau_section(name: str, manifest: str, lr: str, note: str = ""):
+    command = ("python -m experiments.probe_ctc_plateau --encoder=conformer --num_utterances=400 --steps="
+               + ("500" if "clean" in name else "600") + f" --eval_every=100 --learning_rate={lr} "
+               f"--train_manifest={manifest} --output_json=artifacts/probe/{name}.json"
+               " (the char tokenizer: `train_tokenizer(<train.jsonl texts of artifacts/corpus>, prefix, 40, "
+               "model_type='char')`, the probe's default)")
+
+    @section(f"CTC plateau probe: {name}", f"probe/{name}.json", command)
+    def render(d):
+        rows = ["| step | loss per token | WER on the memorised set % | seconds |", "|---|---|---|---|"]
+        rows += [f"| {p['step']} | {p['loss']:.3f} | {pct(p['train_wer'])} | {p['seconds']:.0f} |" for p in d["curve"]]
+        return rows + ([""] + [note] if note else [])
+    return render
+
+
+plateau_section("plateau_conformer_400utt_lr0.001", "artifacts/corpus/train.jsonl", "0.001")
+plateau_section("plateau_conformer_400utt_lr0.003", "artifacts/corpus/train.jsonl", "0.003")
+plateau_section("plateau_conformer_400utt_clean", "/tmp/clean_corpus/train.jsonl", "0.001",
+                "Clean corpus (no noise, no reverb): `tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', "
+                "hours=0.5, seed=0, config=CorpusConfig(noise_prob=0.0, reverb_prob=0.0))`. The char tokenizer "
+                "was the one trained on artifacts/corpus train texts (same alphabet).")
+
+
 @section("Quantization-aware fine-tuning vs float fine-tuning (tiny model, full int8)", "bench/qat.json",
          "python -m experiments.benchmark_qat --seeds=0,1 --train_steps=300 --finetune_steps=100 "
          "--out=artifacts/bench/qat.json")
