@@ -107,6 +107,41 @@ plateau_section("plateau_conformer_400utt_clean", "/tmp/clean_corpus/train.jsonl
                 "was the one trained on artifacts/corpus train texts (same alphabet).")
 
 
+def junit_summary(path: str) -> dict:
+    """{"tests", "failures", "errors", "skipped", "seconds", "cases": [names]} of a JUnit XML file."""
+    import xml.etree.ElementTree as ET
+    root = ET.parse(path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    cases = [c.get("name") for c in suite.iter("testcase")]
+    return {"tests": int(suite.get("tests")), "failures": int(suite.get("failures")),
+            "errors": int(suite.get("errors")), "skipped": int(suite.get("skipped")),
+            "seconds": float(suite.get("time")), "cases": cases}
+
+
+RELIABILITY_RUNS = {
+    "fuzz_slow.xml": ("python -m pytest tests/test_fuzz.py -q --junitxml=artifacts/reliability/fuzz_slow.xml",
+                      "fast properties at 50 examples, the *_500 ones at 500"),
+    "bad_input.xml": ("python -m pytest tests/test_bad_input.py -q --junitxml=artifacts/reliability/bad_input.xml",
+                      "fast and slow groups, one CLI subprocess per case"),
+    "crash_slow.xml": ("python -m pytest tests/test_crash_safety.py -m slow -q "
+                       "--junitxml=artifacts/reliability/crash_slow.xml",
+                       "SIGKILL x3 then identical weights; multi-worker kill/restart"),
+}
+
+
+def reliability_rows() -> list[str]:
+    rows = ["| run | command | what | tests | failed | skipped | seconds |", "|---|---|---|---|---|---|---|"]
+    for name, (command, note) in RELIABILITY_RUNS.items():
+        path = os.path.join(FLAGS.artifacts, "reliability", name)
+        if not os.path.exists(path):
+            rows.append(f"| {name} | `{command}` | {note} | not run in this workspace | | | |")
+            continue
+        r = junit_summary(path)
+        rows.append(f"| {name} | `{command}` | {note} | {r['tests']} | {r['failures'] + r['errors']} | "
+                    f"{r['skipped']} | {r['seconds']:.0f} |")
+    return rows
+
+
 @section("Quantization-aware fine-tuning vs float fine-tuning (tiny model, full int8)", "bench/qat.json",
          "python -m experiments.benchmark_qat --seeds=0,1 --train_steps=300 --finetune_steps=100 "
          "--out=artifacts/bench/qat.json")
@@ -187,6 +222,8 @@ def demo(d):
 
 def main(argv):
     del argv
+    print("### Reliability runs (JUnit XML in artifacts/reliability)\n")
+    print("\n".join(reliability_rows()) + "\n")
     for title, path, command, render in SECTIONS:
         print(f"### {title}\n\nCommand: `{command}`  \nSource: `artifacts/{path}`\n")
         full = os.path.join(FLAGS.artifacts, path)
