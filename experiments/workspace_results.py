@@ -121,7 +121,7 @@ def junit_summary(path: str) -> dict:
 RELIABILITY_RUNS = {
     "fuzz_slow.xml": ("python -m pytest tests/test_fuzz.py -q --junitxml=artifacts/reliability/fuzz_slow.xml",
                       "fast properties at 50 examples, the *_500 ones at 500"),
-    "bad_input.xml": ("python -m pytest tests/test_bad_input.py -q --junitxml=artifacts/reliability/bad_input.xml",
+    "bad_input.xml": ("python -m pytest tests/test_bad_input.py -n 2 -q --junitxml=artifacts/reliability/bad_input.xml",
                       "fast and slow groups, one CLI subprocess per case"),
     "crash_slow.xml": ("python -m pytest tests/test_crash_safety.py -m slow -q "
                        "--junitxml=artifacts/reliability/crash_slow.xml",
