@@ -215,6 +215,10 @@ class MicroModel:
         return outs
 
 
+# Child-process probes import this package; run them from the checkout holding it.
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def _zero_inputs(interpreter) -> None:
     """Sets every input of a TFLM interpreter to zeros (inputs by index until the index is out of range)."""
     i = 0
@@ -229,17 +233,10 @@ def _zero_inputs(interpreter) -> None:
 
 _ARENA_PROBE = r"""
 import sys
-import numpy as np
 from tflite_micro.python.tflite_micro import runtime
+from tf_todm.export.runtime import _zero_inputs
 it = runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(), arena_size=int(sys.argv[2]))
-i = 0
-while True:
-    try:
-        d = it.get_input_details(i)
-    except Exception:
-        break
-    it.set_input(np.zeros(d["shape"], np.dtype(d["dtype"])), i)
-    i += 1
+_zero_inputs(it)  # uninitialised inputs can be invalid (e.g. GATHER ids out of range)
 it.invoke()
 print("ARENA_OK")
 """
@@ -260,7 +257,7 @@ def min_arena_size(model_bytes: bytes, lo: int = 1024, hi: int | None = None, st
 
         def ok(size):
             proc = subprocess.run([sys.executable, "-c", _ARENA_PROBE, path, str(size)], capture_output=True,
-                                  text=True, timeout=300)
+                                  text=True, timeout=300, cwd=_REPO_ROOT)
             return proc.returncode == 0 and "ARENA_OK" in proc.stdout
 
         hi = hi or max(64 * 1024, 20 * len(model_bytes))
@@ -314,8 +311,7 @@ def measure_in_subprocess(model_path: str, sidecar_path: str, audio: np.ndarray,
     np.save(audio_path, np.asarray(audio, np.float32))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run([sys.executable, "-c", _MEASURE, model_path, sidecar_path, audio_path],
-                          capture_output=True, text=True, env=env, timeout=600,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+                          capture_output=True, text=True, env=env, timeout=600, cwd=_REPO_ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
