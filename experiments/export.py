@@ -54,6 +54,19 @@ class CliError(ValueError):
     pass
 
 
+def finetune(model, tokenizer, label: str, steps: int, learning_rate: float, **bits):
+    """`qat_finetune` of `model` in place for `steps` steps (None when 0); prints and returns a summary."""
+    if not steps:
+        return None
+    from tf_todm.export.qat import qat_finetune
+
+    history = qat_finetune(model, qat_batches(tokenizer, steps), steps, learning_rate=learning_rate, **bits)
+    losses = history["losses"]
+    print(f"{label}: {history['steps']} steps, loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    return {"steps": history["steps"], "learning_rate": learning_rate, "loss_first": losses[0],
+            "loss_last": losses[-1], "seconds": history["seconds"]}
+
+
 def parse_modes(values) -> list[str]:
     from tf_todm.export.bundle import DEFAULT_MODES
     from tf_todm.export.convert import MODES
@@ -172,26 +185,10 @@ def main(argv):
             raise CliError("--finetune_steps needs --train_manifest (fine-tuning data)")
         audios = calibration_audio(bool(set(modes) & set(CALIBRATION_MODES)) or _TARGET.value == "mcu")
         model, subnet = load_model()
-        qat_summary = finetune_summary = None
-        if _FT_STEPS.value:
-            from tf_todm.export.qat import qat_finetune
-
-            history = qat_finetune(model, qat_batches(tokenizer, _FT_STEPS.value), _FT_STEPS.value,
-                                   learning_rate=_FT_LR.value, weight_bits=None, activation_bits=None)
-            finetune_summary = {"steps": history["steps"], "learning_rate": _FT_LR.value,
-                                "loss_first": history["losses"][0], "loss_last": history["losses"][-1],
-                                "seconds": history["seconds"]}
-            print(f"fine-tuning: {history['steps']} steps, loss {history['losses'][0]:.3f} -> "
-                  f"{history['losses'][-1]:.3f}")
-        if _QAT_STEPS.value:
-            from tf_todm.export.qat import qat_finetune
-
-            history = qat_finetune(model, qat_batches(tokenizer, _QAT_STEPS.value), _QAT_STEPS.value,
-                                   learning_rate=_QAT_LR.value)
-            qat_summary = {"steps": history["steps"], "learning_rate": _QAT_LR.value,
-                           "loss_first": history["losses"][0], "loss_last": history["losses"][-1],
-                           "seconds": history["seconds"]}
-            print(f"QAT: {history['steps']} steps, loss {history['losses'][0]:.3f} -> {history['losses'][-1]:.3f}")
+        # Float fine-tuning is QAT with quantization off (qat_finetune's control arm).
+        finetune_summary = finetune(model, tokenizer, "fine-tuning", _FT_STEPS.value, _FT_LR.value,
+                                    weight_bits=None, activation_bits=None)
+        qat_summary = finetune(model, tokenizer, "QAT", _QAT_STEPS.value, _QAT_LR.value)
         from tf_todm.export.bundle import export_bundle
 
         start = time.perf_counter()
