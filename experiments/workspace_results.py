@@ -84,12 +84,11 @@ def single_model(d):
     return rows
 
 
-def plateau_section(name: str, manifest: str, lr: str, note: str = ""):
-    command = ("python -m experiments.probe_ctc_plateau --encoder=conformer --num_utterances=400 --steps="
-               + ("500" if "clean" in name else "600") + f" --eval_every=100 --learning_rate={lr} "
-               f"--train_manifest={manifest} --output_json=artifacts/probe/{name}.json"
-               " (the char tokenizer: `train_tokenizer(<train.jsonl texts of artifacts/corpus>, prefix, 40, "
-               "model_type='char')`, the probe's default)")
+def plateau_section(name: str, encoder: str, utterances: int, steps: int, lr: str, manifest: str, note: str = ""):
+    command = (f"python -m experiments.probe_ctc_plateau --encoder={encoder} --num_utterances={utterances} "
+               f"--steps={steps} --eval_every=100 --learning_rate={lr} --train_manifest={manifest} "
+               f"--output_json=artifacts/probe/{name}.json (the char tokenizer: `train_tokenizer(<train.jsonl "
+               "texts of artifacts/corpus>, prefix, 40, model_type='char')`, the probe's default)")
 
     @section(f"CTC plateau probe: {name}", f"probe/{name}.json", command)
     def render(d):
@@ -99,9 +98,12 @@ def plateau_section(name: str, manifest: str, lr: str, note: str = ""):
     return render
 
 
-plateau_section("plateau_conformer_400utt_lr0.001", "artifacts/corpus/train.jsonl", "0.001")
-plateau_section("plateau_conformer_400utt_lr0.003", "artifacts/corpus/train.jsonl", "0.003")
-plateau_section("plateau_conformer_400utt_clean", "/tmp/clean_corpus/train.jsonl", "0.001",
+CORPUS_TRAIN = "artifacts/corpus/train.jsonl"
+plateau_section("plateau_conformer_32utt", "conformer", 32, 400, "0.001", CORPUS_TRAIN)
+plateau_section("plateau_bilstm_32utt", "bilstm", 32, 400, "0.001", CORPUS_TRAIN)
+plateau_section("plateau_conformer_400utt_lr0.001", "conformer", 400, 600, "0.001", CORPUS_TRAIN)
+plateau_section("plateau_conformer_400utt_lr0.003", "conformer", 400, 600, "0.003", CORPUS_TRAIN)
+plateau_section("plateau_conformer_400utt_clean", "conformer", 400, 500, "0.001", "/tmp/clean_corpus/train.jsonl",
                 "Clean corpus (no noise, no reverb): `tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', "
                 "hours=0.5, seed=0, config=CorpusConfig(noise_prob=0.0, reverb_prob=0.0))`. The char tokenizer "
                 "was the one trained on artifacts/corpus train texts (same alphabet).")
@@ -214,7 +216,7 @@ def demo(d):
                 rows.append(f"- {budget} MCU `{sig}`: TFLite-Micro arena {info.get('arena_bytes')} bytes, "
                             f"{info.get('size_bytes')} bytes, TFLM vs LiteRT max |diff| {info.get('max_abs_diff_lsb')} LSB")
     t = d.get("timings", {})
-    rows.append(f"- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in t.items()))
+    rows.append("- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in t.items()))
     sup = d.get("supernet", {})
     rows.append(f"- supernet: {json.dumps({k: v for k, v in sup.items() if k in ('step', 'dev', 'stopped', 'trace_count')})}")
     return rows
