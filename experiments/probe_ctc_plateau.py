@@ -8,7 +8,10 @@ Trains a CTC head on (a) the project's Conformer encoder (`build_encoder`, 4 blo
 training utterances (features cached, batches of 16, globally normalised log-mel), and logs the
 per-token CTC loss and the greedy CTC WER on 48 of those same utterances every `--eval_every` steps.
 Memorisation of a small set is the easiest possible task, so the step count at which WER starts to
-fall is a lower bound on the plateau of a real run. Writes {"settings", "curve": [{"step", "loss",
+fall is a lower bound on the plateau of a real run. Variants for ablations (all off by default):
+per-utterance mean removal, BiLSTM stride and BatchNorm, Conformer module ablation / input scale /
+subsampling BatchNorm (patched into the built encoder, never into the library), batch size, a
+small-subset warm start (curriculum), and dev WER on `--dev_manifest`. Writes {"settings", "curve": [{"step", "loss",
 "train_wer", "seconds"}]}.
 """
 
@@ -28,6 +31,21 @@ flags.DEFINE_integer("steps", 400, "Adam steps.")
 flags.DEFINE_integer("eval_every", 100, "Steps between evaluations.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_string("output_json", None, "Result file.")
+flags.DEFINE_enum("normalization", "global", ["global", "utterance"],
+                  "global: training mean/std per bin; utterance: subtract each utterance's own mean per bin.")
+flags.DEFINE_integer("bilstm_stride", 4, "Frame stride of the BiLSTM's input convolution.")
+flags.DEFINE_integer("batch_size", 16, "Utterances per batch.")
+flags.DEFINE_bool("bilstm_batch_norm", False, "BatchNorm after the BiLSTM's input convolution (DeepSpeech2).")
+flags.DEFINE_float("conformer_input_scale", 1.0,
+                   "Conformer: multiply the subsampling output by this (probe-only patch; ESPnet uses sqrt(D)).")
+flags.DEFINE_enum("conformer_ablate", "none", ["none", "attention", "conv"],
+                  "Conformer: replace this module's residual branch with zeros in every block (probe-only).")
+flags.DEFINE_bool("conformer_subsampling_batch_norm", False,
+                  "Conformer: BatchNorm between each subsampling Conv2D and its ReLU (probe-only patch).")
+flags.DEFINE_integer("warm_start_utterances", 0,
+                     "Curriculum: train the first --warm_start_steps on only this many utterances (0 = off).")
+flags.DEFINE_integer("warm_start_steps", 0, "Steps of the small-subset warm start.")
+flags.DEFINE_string("dev_manifest", None, "Optional unseen manifest: its first 48 utterances give dev WER.")
 FLAGS = flags.FLAGS
 
 
@@ -41,19 +59,73 @@ def build(kind: str, vocab_size: int, mean, std):
     if kind == "conformer":
         encoder = build_encoder(TransducerConfig(vocab_size=vocab_size, num_blocks=4, dropout=0.0))
         encoder.subsampling.feature_norm.set_statistics(mean, std)
-        return (lambda f, n, training: encoder(f, n, training=training), head,
-                lambda: encoder.trainable_variables + head.trainable_variables)
+        extra = patch_conformer(encoder)
+
+        def encode_conformer(f, n, training):
+            patch_subsampling_batch_norm.training = training
+            return encoder(f, n, training=training)
+        return (encode_conformer, head, lambda: encoder.trainable_variables + head.trainable_variables
+                + [v for layer in extra for v in layer.trainable_variables])
     norm = FeatureNormalizer(len(mean), mean, std)
-    stride = keras.layers.Conv1D(256, 4, strides=4, padding="same", activation="relu")
+    k = FLAGS.bilstm_stride
+    stride = keras.layers.Conv1D(256, k, strides=k, padding="same", activation="relu")
     rnns = [keras.layers.Bidirectional(keras.layers.LSTM(160, return_sequences=True)) for _ in range(2)]
+
+    batch_norm = keras.layers.BatchNormalization() if FLAGS.bilstm_batch_norm else None
 
     def encode(f, n, training):
         x = stride(norm(f))
+        if batch_norm is not None:
+            x = batch_norm(x, training=training)
         for rnn in rnns:
             x = rnn(x, training=training)
-        return x, (n + 3) // 4
+        return x, (n + k - 1) // k
     return (encode, head, lambda: stride.trainable_variables
+            + (batch_norm.trainable_variables if batch_norm is not None else [])
             + [v for r in rnns for v in r.trainable_variables] + head.trainable_variables)
+
+
+def patch_conformer(encoder) -> list:
+    """Applies the probe-only Conformer variants chosen by flags; returns layers added outside the encoder."""
+    import tensorflow as tf
+    extra = []
+    if FLAGS.conformer_subsampling_batch_norm:
+        extra = patch_subsampling_batch_norm(encoder.subsampling)
+    if FLAGS.conformer_ablate != "none":
+        encoder.build()
+        for block in encoder.blocks:
+            object.__setattr__(block, FLAGS.conformer_ablate, lambda x, **kwargs: tf.zeros_like(x))
+    if FLAGS.conformer_input_scale != 1.0:
+        project, scale = encoder.subsampling._project, FLAGS.conformer_input_scale
+        encoder.subsampling._project = lambda x: project(x) * scale
+    return extra
+
+
+def patch_subsampling_batch_norm(sub):
+    """Probe-only: conv -> BatchNorm -> ReLU in a built `ConvSubsampling` (returns the BN layers)."""
+    import keras
+    import tensorflow as tf
+    bns = [keras.layers.BatchNormalization(), keras.layers.BatchNormalization()]
+    for conv in (sub.conv1, sub.conv2):
+        conv.activation = keras.activations.linear
+
+    def call(features, *args, **kwargs):
+        training = bool(getattr(patch_subsampling_batch_norm, "training", True))
+        x = sub.feature_norm(features)[..., tf.newaxis]
+        for conv, bn in zip((sub.conv1, sub.conv2), bns):
+            x = tf.nn.relu(bn(conv(tf.pad(x, [[0, 0], [2, 0], [0, 0], [0, 0]])), training=training))
+        return sub._project(x)
+    sub.call = call
+    return bns
+
+
+def utterance_mean_removed(batch):
+    """Subtracts each utterance's mean log-mel per bin over its valid frames (padding stays 0)."""
+    import tensorflow as tf
+    f = batch["features"]
+    valid = tf.sequence_mask(batch["feature_lengths"], tf.shape(f)[1], f.dtype)[..., None]
+    mean = tf.reduce_sum(f * valid, 1, keepdims=True) / tf.maximum(tf.reduce_sum(valid, 1, keepdims=True), 1.0)
+    return {**batch, "features": (f - mean) * valid}
 
 
 def main(argv):
@@ -75,8 +147,15 @@ def main(argv):
                                               os.path.splitext(out)[0] + "_char", 40, model_type="char")
     tokenizer = Tokenizer(path)
     keras.utils.set_random_seed(0)
-    train = make_dataset(utterances, tokenizer, batch_size=16, training=True, cache_features=True)
+    train = make_dataset(utterances, tokenizer, batch_size=FLAGS.batch_size, training=True, cache_features=True)
     held = make_dataset(utterances[:48], tokenizer, batch_size=16, training=False)
+    warm = make_dataset(utterances[:FLAGS.warm_start_utterances or 1], tokenizer, batch_size=FLAGS.batch_size,
+                        training=True, cache_features=True)
+    dev = (make_dataset(read_manifest(FLAGS.dev_manifest)[:48], tokenizer, batch_size=16, training=False)
+           if FLAGS.dev_manifest else None)
+    if FLAGS.normalization == "utterance":
+        train, held, warm = (d.map(utterance_mean_removed) for d in (train, held, warm))
+        dev = dev.map(utterance_mean_removed) if dev is not None else None
     mean, std = FeatureNormalizer.statistics((b["features"].numpy(), b["feature_lengths"].numpy()) for b in held)
     encode, head, variables = build(FLAGS.encoder, tokenizer.vocab_size, mean, std)
     optimizer = keras.optimizers.Adam(FLAGS.learning_rate)
@@ -93,9 +172,9 @@ def main(argv):
         optimizer.apply_gradients(zip(grads, variables()))
         return loss
 
-    def train_wer():
+    def greedy_wer(dataset):
         refs, hyps = [], []
-        for batch in held:
+        for batch in dataset:
             x, n = encode(batch["features"], batch["feature_lengths"], False)
             ids = ctc_greedy_decode(head(x).numpy(), n.numpy())
             hyps += [tokenizer.decode(list(h)) for h in ids]
@@ -103,21 +182,28 @@ def main(argv):
         return float(wer(refs, hyps))
 
     curve, done, start, losses = [], 0, time.perf_counter(), []
+    warm_steps = FLAGS.warm_start_steps if FLAGS.warm_start_utterances else 0
     while done < FLAGS.steps:
-        for batch in train:
+        for batch in (warm if done < warm_steps else train):
             losses.append(float(step(batch)))
             done += 1
             if done % FLAGS.eval_every == 0:
                 point = {"step": done, "loss": float(np.mean(losses[-FLAGS.eval_every:])),
-                         "train_wer": train_wer(), "seconds": time.perf_counter() - start}
+                         "train_wer": greedy_wer(held), "seconds": time.perf_counter() - start}
+                if dev is not None:
+                    point["dev_wer"] = greedy_wer(dev)
                 curve.append(point)
-                logging.info("%s step %d loss/token %.3f memorised-set WER %.3f (%.0f s)", FLAGS.encoder,
-                             done, point["loss"], point["train_wer"], point["seconds"])
-            if done >= FLAGS.steps:
+                logging.info("%s step %d loss/token %.3f memorised-set WER %.3f dev WER %s (%.0f s)",
+                             FLAGS.encoder, done, point["loss"], point["train_wer"], point.get("dev_wer"),
+                             point["seconds"])
+            if done >= FLAGS.steps or (done == warm_steps and warm_steps):
                 break
     settings = {k: FLAGS[k].value for k in ("encoder", "train_manifest", "num_utterances", "steps",
-                                            "learning_rate")}
+                                            "learning_rate", "normalization", "bilstm_stride",
+                                            "batch_size", "bilstm_batch_norm", "warm_start_utterances",
+                                            "warm_start_steps", "dev_manifest")}
     settings["vocab_size"] = tokenizer.vocab_size
+    settings["tokenizer"] = FLAGS.tokenizer
     with open(out, "w") as f:
         json.dump({"settings": settings, "curve": curve}, f, indent=1)
     print(f"wrote {out}")

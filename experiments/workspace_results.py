@@ -8,6 +8,7 @@ is reported as "not run" with the command to produce it.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -84,29 +85,51 @@ def single_model(d):
     return rows
 
 
-def plateau_section(name: str, encoder: str, utterances: int, steps: int, lr: str, manifest: str, note: str = ""):
-    command = (f"python -m experiments.probe_ctc_plateau --encoder={encoder} --num_utterances={utterances} "
-               f"--steps={steps} --eval_every=100 --learning_rate={lr} --train_manifest={manifest} "
-               f"--output_json=artifacts/probe/{name}.json (the char tokenizer: `train_tokenizer(<train.jsonl "
-               "texts of artifacts/corpus>, prefix, 40, model_type='char')`, the probe's default)")
-
-    @section(f"CTC plateau probe: {name}", f"probe/{name}.json", command)
-    def render(d):
-        rows = ["| step | loss per token | WER on the memorised set % | seconds |", "|---|---|---|---|"]
-        rows += [f"| {p['step']} | {p['loss']:.3f} | {pct(p['train_wer'])} | {p['seconds']:.0f} |" for p in d["curve"]]
-        return rows + ([""] + [note] if note else [])
-    return render
+_PROBE_DEFAULTS = {"normalization": "global", "bilstm_stride": 4, "batch_size": 16, "bilstm_batch_norm": False,
+                   "warm_start_utterances": 0, "warm_start_steps": 0, "dev_manifest": None,
+                   "conformer_ablate": "none", "conformer_input_scale": 1.0,
+                   "conformer_subsampling_batch_norm": False}
 
 
-CORPUS_TRAIN = "artifacts/corpus/train.jsonl"
-plateau_section("plateau_conformer_32utt", "conformer", 32, 400, "0.001", CORPUS_TRAIN)
-plateau_section("plateau_bilstm_32utt", "bilstm", 32, 400, "0.001", CORPUS_TRAIN)
-plateau_section("plateau_conformer_400utt_lr0.001", "conformer", 400, 600, "0.001", CORPUS_TRAIN)
-plateau_section("plateau_conformer_400utt_lr0.003", "conformer", 400, 600, "0.003", CORPUS_TRAIN)
-plateau_section("plateau_conformer_400utt_clean", "conformer", 400, 500, "0.001", "/tmp/clean_corpus/train.jsonl",
-                "Clean corpus (no noise, no reverb): `tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', "
-                "hours=0.5, seed=0, config=CorpusConfig(noise_prob=0.0, reverb_prob=0.0))`. The char tokenizer "
-                "was the one trained on artifacts/corpus train texts (same alphabet).")
+def probe_command(name: str, settings: dict) -> str:
+    """The `experiments.probe_ctc_plateau` command line that reproduces a probe JSON (from its settings)."""
+    flags_ = [f"--{k}={settings[k]}" for k in ("encoder", "num_utterances", "steps", "learning_rate",
+                                               "train_manifest")]
+    flags_ += [f"--{k}={v}" for k, v in settings.items() if k in _PROBE_DEFAULTS and v != _PROBE_DEFAULTS[k]]
+    if settings.get("tokenizer"):
+        flags_.append(f"--tokenizer={settings['tokenizer']}")
+    return f"python -m experiments.probe_ctc_plateau {' '.join(flags_)} --output_json=artifacts/probe/{name}.json"
+
+
+def _variant(settings: dict) -> str:
+    changed = [f"{k}={v}" for k, v in settings.items()
+               if k in _PROBE_DEFAULTS and k != "dev_manifest" and v != _PROBE_DEFAULTS[k]]
+    return ", ".join(changed) or "-"
+
+
+@section("CTC plateau probes (how many steps to leave the blank plateau)", "probe/plateau_*.json",
+         "one `experiments.probe_ctc_plateau` run per row, listed under the table; the char tokenizer is "
+         "`train_tokenizer(<artifacts/corpus train texts>, prefix, 40, model_type='char')` (the probe's default, "
+         "saved next to the first probe as plateau_conformer_32utt_char.model)")
+def plateau_probes(runs: dict):
+    steps = (100, 200, 300, 400, 500, 600)
+    rows = ["| probe | encoder | changed settings | utts | lr | " + " | ".join(f"loss@{s}" for s in steps)
+            + " | memorised-set WER % | dev WER % |",
+            "|---|---|---|---|---|" + "---|" * len(steps) + "---|---|"]
+    for name, d in sorted(runs.items()):
+        by_step = {p["step"]: p for p in d["curve"]}
+        last = d["curve"][-1]
+        cells = [f"{by_step[s]['loss']:.2f}" if s in by_step else "" for s in steps]
+        rows.append(f"| {name} | {d['settings']['encoder']} | {_variant(d['settings'])} | "
+                    f"{d['settings']['num_utterances']} | {d['settings']['learning_rate']} | " + " | ".join(cells)
+                    + f" | {pct(last['train_wer'])} (step {last['step']}) | {pct(last.get('dev_wer'))} |")
+    rows += ["", "Loss is the CTC loss per label token, averaged over the 100 steps before each point (ln 30 = 3.40 "
+             "is a uniform guess; ~2.8 is the blank-plus-unigram plateau). Commands:"]
+    rows += [f"- `{probe_command(name, d['settings'])}`" for name, d in sorted(runs.items())]
+    rows += ["", "The clean corpus of `plateau_conformer_400utt_clean` (no noise, no reverb) was made with "
+             "`tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', hours=0.5, seed=0, "
+             "config=CorpusConfig(noise_prob=0.0, reverb_prob=0.0))`, with the same char tokenizer."]
+    return rows
 
 
 def junit_summary(path: str) -> dict:
@@ -222,18 +245,33 @@ def demo(d):
     return rows
 
 
+def load_json(path: str):
+    """The JSON at `path`; with a `*` in it, {file stem: JSON} of every match; None if nothing exists."""
+    if "*" in path:
+        matches = sorted(glob.glob(path))
+        if not matches:
+            return None
+        out = {}
+        for match in matches:
+            with open(match) as f:
+                out[os.path.splitext(os.path.basename(match))[0]] = json.load(f)
+        return out
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def main(argv):
     del argv
     print("### Reliability runs (JUnit XML in artifacts/reliability)\n")
     print("\n".join(reliability_rows()) + "\n")
     for title, path, command, render in SECTIONS:
         print(f"### {title}\n\nCommand: `{command}`  \nSource: `artifacts/{path}`\n")
-        full = os.path.join(FLAGS.artifacts, path)
-        if not os.path.exists(full):
+        data = load_json(os.path.join(FLAGS.artifacts, path))
+        if data is None:
             print("Not run in this workspace yet.\n")
             continue
-        with open(full) as f:
-            data = json.load(f)
         print("\n".join(render(data)) + "\n")
 
 
