@@ -35,11 +35,20 @@ flags.DEFINE_enum("normalization", "global", ["global", "utterance"],
                   "global: training mean/std per bin; utterance: subtract each utterance's own mean per bin.")
 flags.DEFINE_integer("bilstm_stride", 4, "Frame stride of the BiLSTM's input convolution.")
 flags.DEFINE_integer("batch_size", 16, "Utterances per batch.")
+flags.DEFINE_enum("bilstm_frontend", "conv1d", ["conv1d", "conformer_subsampling"],
+                  "BiLSTM input stage: Conv1D(256, stride) + ReLU, or the Conformer's ConvSubsampling (4x).")
 flags.DEFINE_bool("bilstm_batch_norm", False, "BatchNorm after the BiLSTM's input convolution (DeepSpeech2).")
 flags.DEFINE_float("conformer_input_scale", 1.0,
                    "Conformer: multiply the subsampling output by this (probe-only patch; ESPnet uses sqrt(D)).")
+flags.DEFINE_integer("conformer_blocks", 4, "Conformer blocks.")
 flags.DEFINE_enum("conformer_ablate", "none", ["none", "attention", "conv"],
                   "Conformer: replace this module's residual branch with zeros in every block (probe-only).")
+flags.DEFINE_bool("conformer_conv1d_frontend", False,
+                  "Conformer: replace ConvSubsampling's convs by the BiLSTM's Conv1D(256, 4, stride 4) + ReLU "
+                  "and a Dense to D (probe-only patch).")
+flags.DEFINE_bool("conformer_conv_batch_norm", False,
+                  "Conformer: BatchNorm instead of the conv module's channel LayerNorm after the depthwise conv, "
+                  "as in the Conformer paper (probe-only patch).")
 flags.DEFINE_bool("conformer_subsampling_batch_norm", False,
                   "Conformer: BatchNorm between each subsampling Conv2D and its ReLU (probe-only patch).")
 flags.DEFINE_integer("warm_start_utterances", 0,
@@ -47,6 +56,10 @@ flags.DEFINE_integer("warm_start_utterances", 0,
 flags.DEFINE_integer("warm_start_steps", 0, "Steps of the small-subset warm start.")
 flags.DEFINE_string("dev_manifest", None, "Optional unseen manifest: its first 48 utterances give dev WER.")
 FLAGS = flags.FLAGS
+SETTINGS = ("encoder", "train_manifest", "tokenizer", "num_utterances", "steps", "learning_rate", "normalization",
+            "bilstm_stride", "batch_size", "bilstm_frontend", "bilstm_batch_norm", "conformer_blocks",
+            "conformer_ablate", "conformer_input_scale", "conformer_conv1d_frontend", "conformer_conv_batch_norm",
+            "conformer_subsampling_batch_norm", "warm_start_utterances", "warm_start_steps", "dev_manifest")
 
 
 def build(kind: str, vocab_size: int, mean, std):
@@ -57,7 +70,7 @@ def build(kind: str, vocab_size: int, mean, std):
     from tf_todm.models.transducer import build_encoder
     head = keras.layers.Dense(vocab_size)
     if kind == "conformer":
-        encoder = build_encoder(TransducerConfig(vocab_size=vocab_size, num_blocks=4, dropout=0.0))
+        encoder = build_encoder(TransducerConfig(vocab_size=vocab_size, num_blocks=FLAGS.conformer_blocks, dropout=0.0))
         encoder.subsampling.feature_norm.set_statistics(mean, std)
         extra = patch_conformer(encoder)
 
@@ -73,14 +86,24 @@ def build(kind: str, vocab_size: int, mean, std):
 
     batch_norm = keras.layers.BatchNormalization() if FLAGS.bilstm_batch_norm else None
 
+    if FLAGS.bilstm_frontend == "conformer_subsampling":
+        from tf_todm.models.subsampling import ConvSubsampling, subsampled_lengths
+        subsampling = ConvSubsampling(len(mean), 64, 144)
+        subsampling.feature_norm.set_statistics(mean, std)
+        stride = keras.layers.Lambda(lambda x: x)  # the subsampling normalises and strides itself
+        norm = subsampling
+        k_lengths = subsampled_lengths
+    else:
+        k_lengths = lambda n: (n + k - 1) // k
+
     def encode(f, n, training):
         x = stride(norm(f))
         if batch_norm is not None:
             x = batch_norm(x, training=training)
         for rnn in rnns:
             x = rnn(x, training=training)
-        return x, (n + k - 1) // k
-    return (encode, head, lambda: stride.trainable_variables
+        return x, k_lengths(n)
+    return (encode, head, lambda: stride.trainable_variables + norm.trainable_variables
             + (batch_norm.trainable_variables if batch_norm is not None else [])
             + [v for r in rnns for v in r.trainable_variables] + head.trainable_variables)
 
@@ -95,6 +118,25 @@ def patch_conformer(encoder) -> list:
         encoder.build()
         for block in encoder.blocks:
             object.__setattr__(block, FLAGS.conformer_ablate, lambda x, **kwargs: tf.zeros_like(x))
+    if FLAGS.conformer_conv_batch_norm:
+        import keras
+        from tf_todm.models.feed_forward import swish
+        encoder.build()
+        for block in encoder.blocks:
+            conv_module, bn = block.conv, keras.layers.BatchNormalization()
+
+            def after_depthwise(h, channel_mask, rate, training, m=conv_module, bn=bn):
+                h = bn(h, training=bool(getattr(patch_subsampling_batch_norm, "training", True)))
+                return m.pointwise_out(swish(h))
+            object.__setattr__(conv_module, "_after_depthwise", after_depthwise)
+            extra.append(bn)
+    if FLAGS.conformer_conv1d_frontend:
+        import keras
+        sub = encoder.subsampling
+        conv = keras.layers.Conv1D(256, 4, strides=4, padding="same", activation="relu")
+        dense = keras.layers.Dense(sub.model_dim)
+        sub.call = lambda features, *args, **kwargs: dense(conv(sub.feature_norm(features)))
+        extra += [conv, dense]
     if FLAGS.conformer_input_scale != 1.0:
         project, scale = encoder.subsampling._project, FLAGS.conformer_input_scale
         encoder.subsampling._project = lambda x: project(x) * scale
@@ -181,6 +223,12 @@ def main(argv):
             refs += [t.decode() for t in batch["text"].numpy()]
         return float(wer(refs, hyps))
 
+    def write(curve):
+        settings = {name: FLAGS[name].value for name in SETTINGS}
+        settings["vocab_size"] = tokenizer.vocab_size
+        with open(out, "w") as f:
+            json.dump({"settings": settings, "curve": curve}, f, indent=1)
+
     curve, done, start, losses = [], 0, time.perf_counter(), []
     warm_steps = FLAGS.warm_start_steps if FLAGS.warm_start_utterances else 0
     while done < FLAGS.steps:
@@ -193,19 +241,13 @@ def main(argv):
                 if dev is not None:
                     point["dev_wer"] = greedy_wer(dev)
                 curve.append(point)
+                write(curve)  # after every point, so a long probe stopped early keeps its curve
                 logging.info("%s step %d loss/token %.3f memorised-set WER %.3f dev WER %s (%.0f s)",
                              FLAGS.encoder, done, point["loss"], point["train_wer"], point.get("dev_wer"),
                              point["seconds"])
             if done >= FLAGS.steps or (done == warm_steps and warm_steps):
                 break
-    settings = {k: FLAGS[k].value for k in ("encoder", "train_manifest", "num_utterances", "steps",
-                                            "learning_rate", "normalization", "bilstm_stride",
-                                            "batch_size", "bilstm_batch_norm", "warm_start_utterances",
-                                            "warm_start_steps", "dev_manifest")}
-    settings["vocab_size"] = tokenizer.vocab_size
-    settings["tokenizer"] = FLAGS.tokenizer
-    with open(out, "w") as f:
-        json.dump({"settings": settings, "curve": curve}, f, indent=1)
+    write(curve)
     print(f"wrote {out}")
 
 

@@ -85,7 +85,10 @@ def single_model(d):
     return rows
 
 
+CORPUS_TRAIN = "artifacts/corpus/train.jsonl"
 _PROBE_DEFAULTS = {"normalization": "global", "bilstm_stride": 4, "batch_size": 16, "bilstm_batch_norm": False,
+                   "bilstm_frontend": "conv1d", "conformer_blocks": 4, "conformer_conv1d_frontend": False,
+                   "conformer_conv_batch_norm": False,
                    "warm_start_utterances": 0, "warm_start_steps": 0, "dev_manifest": None,
                    "conformer_ablate": "none", "conformer_input_scale": 1.0,
                    "conformer_subsampling_batch_norm": False}
@@ -104,6 +107,8 @@ def probe_command(name: str, settings: dict) -> str:
 def _variant(settings: dict) -> str:
     changed = [f"{k}={v}" for k, v in settings.items()
                if k in _PROBE_DEFAULTS and k != "dev_manifest" and v != _PROBE_DEFAULTS[k]]
+    if settings["train_manifest"] != CORPUS_TRAIN:
+        changed.append(f"train_manifest={settings['train_manifest']}")
     return ", ".join(changed) or "-"
 
 
@@ -130,6 +135,24 @@ def plateau_probes(runs: dict):
              "`tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', hours=0.5, seed=0, "
              "config=CorpusConfig(noise_prob=0.0, reverb_prob=0.0))`, with the same char tokenizer."]
     return rows
+
+
+@section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",
+         "python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+         "--tokenizer=artifacts/single_45min/tokenizer.model --out_dir=/tmp/ab/adam_full --train=optimizer=adam "
+         "--train=base_lr=0.002 --train=warmup_batches=500 --train=eval_every_steps=500 (stopped at step ~1900), "
+         "against the ScaledAdam run artifacts/single_45min; the JSON holds 100-step means of the TensorBoard "
+         "scalars model/ctc and model/rnnt of both runs")
+def optimizer_ab(d):
+    ctc, rnnt = d["ctc_loss_per_utterance"], d["rnnt_loss_per_utterance"]
+    names = list(ctc)
+    rows = ["| steps | " + " | ".join(f"CTC {n}" for n in names) + " | " + " | ".join(f"RNN-T {n}" for n in names)
+            + " |", "|---|" + "---|" * (2 * len(names))]
+    for i in range(min(len(v) for v in ctc.values())):
+        rows.append(f"| {100 * i}-{100 * (i + 1)} | " + " | ".join(f"{ctc[n][i]:.1f}" for n in names) + " | "
+                    + " | ".join(f"{rnnt[n][i]:.1f}" for n in names) + " |")
+    return rows + ["", "Losses are per utterance (summed over its tokens), so only the trend is comparable: the "
+                   "CTC loss stays on its plateau with either optimizer."]
 
 
 def junit_summary(path: str) -> dict:
