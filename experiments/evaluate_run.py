@@ -34,19 +34,17 @@ def decode_utterances(model, tokenizer, utterances, batch_size: int, beam_size: 
     """[(reference, hypothesis)] for `utterances` (any order; references come from the batches)."""
     import tensorflow as tf
     from tf_todm.data.pipeline import make_dataset
-    from tf_todm.decoding import beam_search, greedy_decode
+    from tf_todm.decoding import beam_search, greedy_decode, transcribe
     encode = tf.function(lambda f, n: model.encode(f, n, training=False), input_signature=[
         tf.TensorSpec([None, None, model.config.input_dim], tf.float32), tf.TensorSpec([None], tf.int32)])
-    pairs = []
-    for batch in make_dataset(list(utterances), tokenizer, batch_size=batch_size, training=False):
+
+    def decode_ids(batch):
         enc, enc_lengths = encode(batch["features"], batch["feature_lengths"])
         if beam_size > 1:
-            ids = beam_search(model, enc, enc_lengths, beam=beam_size)
-        else:
-            ids = greedy_decode(model, enc, enc_lengths)
-        refs = [t.decode() for t in batch["text"].numpy()]
-        pairs += [(r, tokenizer.decode(list(h))) for r, h in zip(refs, ids)]
-    return pairs
+            return beam_search(model, enc, enc_lengths, beam=beam_size)
+        return greedy_decode(model, enc, enc_lengths)
+    batches = make_dataset(list(utterances), tokenizer, batch_size=batch_size, training=False)
+    return list(zip(*transcribe(batches, tokenizer, decode_ids)))
 
 
 def score(pairs) -> dict:

@@ -146,29 +146,30 @@ def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size
     `kind` is "ctc" (a `CtcModel`, greedy CTC) or "transducer" (greedy search). RTF = wall time
     of encoder + decoding (feature extraction excluded) / audio seconds, batched on this CPU.
     """
-    from tf_todm.decoding import ctc_greedy_decode, greedy_decode
+    from tf_todm.decoding import ctc_greedy_decode, greedy_decode, transcribe
     from tf_todm.metrics import wer
     if not utterances:
         return {"wer": float("nan"), "rtf": float("nan"), "audio_seconds": 0.0, "decode_seconds": 0.0}
-    refs, hyps = [], []
-    seconds, audio = 0.0, 0.0
+    timing = {"seconds": 0.0, "audio": 0.0}
     encode = _ENCODE_FNS.get(model)
     if encode is None:  # one trace per model: [B, T] dynamic
         encode = tf.function(lambda f, n: model.encode(f, n, training=False), input_signature=[
             tf.TensorSpec([None, None, model.config.input_dim], tf.float32),
             tf.TensorSpec([None], tf.int32)])
         _ENCODE_FNS[model] = encode
-    for batch in eval_dataset(utterances, tokenizer, batch_size):
+
+    def decode_ids(batch):
         start = time.perf_counter()
         enc, enc_lengths = encode(batch["features"], batch["feature_lengths"])
         if kind == "ctc":
             ids = ctc_greedy_decode(model.ctc_logits(enc).numpy(), enc_lengths.numpy())
         else:
             ids = greedy_decode(model, enc, enc_lengths)
-        seconds += time.perf_counter() - start
-        audio += float(np.sum(batch["feature_lengths"].numpy())) * 0.01
-        hyps += [tokenizer.decode(list(h)) for h in ids]
-        refs += [t.decode() for t in batch["text"].numpy()]
+        timing["seconds"] += time.perf_counter() - start
+        timing["audio"] += float(np.sum(batch["feature_lengths"].numpy())) * 0.01
+        return ids
+    refs, hyps = transcribe(eval_dataset(utterances, tokenizer, batch_size), tokenizer, decode_ids)
+    seconds, audio = timing["seconds"], timing["audio"]
     return {"wer": float(wer(refs, hyps)), "rtf": seconds / max(audio, 1e-9),
             "audio_seconds": audio, "decode_seconds": seconds}
 

@@ -320,7 +320,7 @@ class TransducerTask:
     def evaluate(self, max_utterances: int = 200, batch_size: int = 8) -> dict:
         """Dev WER (greedy decoding) of each evaluation subnet: {"dev_wer/<name>": wer}."""
         from tf_todm.data.pipeline import make_dataset
-        from tf_todm.decoding import greedy_decode
+        from tf_todm.decoding import greedy_decode, transcribe
         from tf_todm.metrics import wer
         utterances = self.dev_utterances[:max_utterances]
         if not utterances:
@@ -334,11 +334,9 @@ class TransducerTask:
         results = {}
         for name, subnet_config in self.eval_subnets.items():
             subnet = None if subnet_config is None else self.encode(subnet_config, training=False)
-            refs, hyps = [], []
-            for batch in dataset:
+            def decode_ids(batch, subnet=subnet):
                 enc, enc_lengths = self._encode_fn(batch["features"], batch["feature_lengths"], subnet)
-                ids = greedy_decode(self.model, enc, enc_lengths, subnet=subnet)
-                hyps += [self.tokenizer.decode(list(h)) for h in ids]
-                refs += [t.decode() for t in batch["text"].numpy()]
+                return greedy_decode(self.model, enc, enc_lengths, subnet=subnet)
+            refs, hyps = transcribe(dataset, self.tokenizer, decode_ids)
             results[f"dev_wer/{name}"] = float(wer(refs, hyps))
         return results
