@@ -119,15 +119,16 @@ def _variant(settings: dict) -> str:
 def plateau_probes(runs: dict):
     steps = (100, 200, 300, 400, 500, 600)
     rows = ["| probe | encoder | changed settings | utts | lr | " + " | ".join(f"loss@{s}" for s in steps)
-            + " | memorised-set WER % | dev WER % |",
-            "|---|---|---|---|---|" + "---|" * len(steps) + "---|---|"]
+            + " | last point: loss | memorised-set WER % | dev WER % |",
+            "|---|---|---|---|---|" + "---|" * len(steps) + "---|---|---|"]
     for name, d in sorted(runs.items()):
         by_step = {p["step"]: p for p in d["curve"]}
         last = d["curve"][-1]
         cells = [f"{by_step[s]['loss']:.2f}" if s in by_step else "" for s in steps]
         rows.append(f"| {name} | {d['settings']['encoder']} | {_variant(d['settings'])} | "
                     f"{d['settings']['num_utterances']} | {d['settings']['learning_rate']} | " + " | ".join(cells)
-                    + f" | {pct(last['train_wer'])} (step {last['step']}) | {pct(last.get('dev_wer'))} |")
+                    + f" | {last['loss']:.2f} (step {last['step']}) | {pct(last['train_wer'])} | "
+                    f"{pct(last.get('dev_wer'))} |")
     rows += ["", "Loss is the CTC loss per label token, averaged over the 100 steps before each point (ln 30 = 3.40 "
              "is a uniform guess; ~2.8 is the blank-plus-unigram plateau). Commands:"]
     rows += [f"- `{probe_command(name, d['settings'])}`" for name, d in sorted(runs.items())]

@@ -45,5 +45,5 @@ def test_plateau_table_has_one_row_per_run_with_losses_at_their_steps(tmp_path):
     row_b = next(r for r in rows if r.startswith("| plateau_b |"))
     cells_a = [c.strip() for c in row_a.split("|")[1:-1]]
     assert cells_a[5:8] == ["2.90", "2.80", ""]  # loss@100, @200, (no @300)
-    assert cells_a[-2] == "100.0 (step 200)" and cells_a[-1] == "90.0"
+    assert cells_a[-3:] == ["2.80 (step 200)", "100.0", "90.0"]
     assert "normalization=utterance" in row_b and "normalization" not in row_a
