@@ -113,8 +113,8 @@ def _variant(settings: dict) -> str:
 
 
 @section("CTC plateau probes (how many steps to leave the blank plateau)", "probe/plateau_*.json",
-         "one `experiments.probe_ctc_plateau` run per row, listed under the table; the char tokenizer is "
-         "`train_tokenizer(<artifacts/corpus train texts>, prefix, 40, model_type='char')` (the probe's default, "
+         "one experiments.probe_ctc_plateau run per row, listed under the table; the char tokenizer is "
+         "train_tokenizer(<artifacts/corpus train texts>, prefix, 40, model_type='char') (the probe's default, "
          "saved next to the first probe as plateau_conformer_32utt_char.model)")
 def plateau_probes(runs: dict):
     steps = (100, 200, 300, 400, 500, 600)
@@ -130,9 +130,10 @@ def plateau_probes(runs: dict):
                     + f" | {last['loss']:.2f} (step {last['step']}) | {pct(last['train_wer'])} | "
                     f"{pct(last.get('dev_wer'))} |")
     rows += ["", "Loss is the CTC loss per label token, averaged over the 100 steps before each point (ln 30 = 3.40 "
-             "is a uniform guess; ~2.8 is the blank-plus-unigram plateau). Commands:"]
+             "is a uniform guess; ~2.8 is the blank-plus-unigram plateau). A probe whose last point is before its "
+             "--steps was stopped early; its JSON holds every point up to then. Commands:"]
     rows += [f"- `{probe_command(name, d['settings'])}`" for name, d in sorted(runs.items())]
-    rows += ["", "The clean corpus of `plateau_conformer_400utt_clean` (no noise, no reverb) was made with "
+    rows += ["", "The clean corpus of the `_clean` probes (no noise, no reverb) was made with "
              "`tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', hours=0.5, seed=0, "
              "config=CorpusConfig(noise_prob=0.0, reverb_prob=0.0))`, with the same char tokenizer."]
     return rows
