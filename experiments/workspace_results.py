@@ -129,7 +129,8 @@ def plateau_probes(runs: dict):
                     f"{d['settings']['num_utterances']} | {d['settings']['learning_rate']} | " + " | ".join(cells)
                     + f" | {last['loss']:.2f} (step {last['step']}) | {pct(last['train_wer'])} | "
                     f"{pct(last.get('dev_wer'))} |")
-    rows += ["", "Loss is the CTC loss per label token, averaged over the 100 steps before each point (ln 30 = 3.40 "
+    rows += ["", "Loss is the CTC loss per label token, averaged over the steps since the previous point (100, or 250-500 "
+             "for the long probes; ln 30 = 3.40 "
              "is a uniform guess; ~2.8 is the blank-plus-unigram plateau). A probe whose last point is before its "
              "--steps was stopped early; its JSON holds every point up to then. Commands:"]
     rows += [f"- `{probe_command(name, d['settings'])}`" for name, d in sorted(runs.items())]
