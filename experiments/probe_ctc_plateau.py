@@ -62,6 +62,11 @@ SETTINGS = ("encoder", "train_manifest", "tokenizer", "num_utterances", "steps",
             "conformer_subsampling_batch_norm", "warm_start_utterances", "warm_start_steps", "dev_manifest")
 
 
+# Whether the current encoder call is a training step: read by the probe-only BatchNorm patches, which
+# replace layer methods that do not receive `training`.
+_MODE = {"training": True}
+
+
 def build(kind: str, vocab_size: int, mean, std):
     """(encode(features, lengths, training) -> (x, lengths), head, trainable-variables fn)."""
     import keras
@@ -75,7 +80,7 @@ def build(kind: str, vocab_size: int, mean, std):
         extra = patch_conformer(encoder)
 
         def encode_conformer(f, n, training):
-            patch_subsampling_batch_norm.training = training
+            _MODE["training"] = training
             return encoder(f, n, training=training)
         return (encode_conformer, head, lambda: encoder.trainable_variables + head.trainable_variables
                 + [v for layer in extra for v in layer.trainable_variables])
@@ -126,7 +131,7 @@ def patch_conformer(encoder) -> list:
             conv_module, bn = block.conv, keras.layers.BatchNormalization()
 
             def after_depthwise(h, channel_mask, rate, training, m=conv_module, bn=bn):
-                h = bn(h, training=bool(getattr(patch_subsampling_batch_norm, "training", True)))
+                h = bn(h, training=_MODE["training"])
                 return m.pointwise_out(swish(h))
             object.__setattr__(conv_module, "_after_depthwise", after_depthwise)
             extra.append(bn)
@@ -152,7 +157,7 @@ def patch_subsampling_batch_norm(sub):
         conv.activation = keras.activations.linear
 
     def call(features, *args, **kwargs):
-        training = bool(getattr(patch_subsampling_batch_norm, "training", True))
+        training = _MODE["training"]
         x = sub.feature_norm(features)[..., tf.newaxis]
         for conv, bn in zip((sub.conv1, sub.conv2), bns):
             x = tf.nn.relu(bn(conv(tf.pad(x, [[0, 0], [2, 0], [0, 0], [0, 0]])), training=training))
@@ -179,7 +184,7 @@ def main(argv):
     from tf_todm.data.manifest import read_manifest
     from tf_todm.data.pipeline import make_dataset
     from tf_todm.data.tokenizer import Tokenizer, train_tokenizer
-    from tf_todm.decoding import ctc_greedy_decode
+    from tf_todm.decoding import ctc_greedy_decode, transcribe
     from tf_todm.metrics import wer
 
     utterances = read_manifest(FLAGS.train_manifest)[:FLAGS.num_utterances]
@@ -214,14 +219,12 @@ def main(argv):
         optimizer.apply_gradients(zip(grads, variables()))
         return loss
 
+    def ctc_ids(batch):
+        x, n = encode(batch["features"], batch["feature_lengths"], False)
+        return ctc_greedy_decode(head(x).numpy(), n.numpy())
+
     def greedy_wer(dataset):
-        refs, hyps = [], []
-        for batch in dataset:
-            x, n = encode(batch["features"], batch["feature_lengths"], False)
-            ids = ctc_greedy_decode(head(x).numpy(), n.numpy())
-            hyps += [tokenizer.decode(list(h)) for h in ids]
-            refs += [t.decode() for t in batch["text"].numpy()]
-        return float(wer(refs, hyps))
+        return float(wer(*transcribe(dataset, tokenizer, ctc_ids)))
 
     def write(curve):
         settings = {name: FLAGS[name].value for name in SETTINGS}
