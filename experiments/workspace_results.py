@@ -86,27 +86,27 @@ def single_model(d):
 
 
 CORPUS_TRAIN = "artifacts/corpus/train.jsonl"
-_PROBE_ALWAYS = ("encoder", "num_utterances", "steps", "learning_rate", "train_manifest")
-
-
-def _probe_defaults() -> dict:
-    """Default of every optional setting a probe JSON records, read from the probe's own flags."""
-    from experiments import probe_ctc_plateau as probe
-    return {name: FLAGS[name].default for name in probe.SETTINGS if name not in _PROBE_ALWAYS}
+_PROBE_DEFAULTS = {"normalization": "global", "bilstm_stride": 4, "batch_size": 16, "bilstm_batch_norm": False,
+                   "bilstm_frontend": "conv1d", "conformer_blocks": 4, "conformer_conv1d_frontend": False,
+                   "conformer_conv_batch_norm": False,
+                   "warm_start_utterances": 0, "warm_start_steps": 0, "dev_manifest": None,
+                   "conformer_ablate": "none", "conformer_input_scale": 1.0,
+                   "conformer_subsampling_batch_norm": False}
 
 
 def probe_command(name: str, settings: dict) -> str:
     """The `experiments.probe_ctc_plateau` command line that reproduces a probe JSON (from its settings)."""
-    defaults = _probe_defaults()
-    flags_ = [f"--{k}={settings[k]}" for k in _PROBE_ALWAYS]
-    flags_ += [f"--{k}={v}" for k, v in settings.items() if k in defaults and v != defaults[k]]
+    flags_ = [f"--{k}={settings[k]}" for k in ("encoder", "num_utterances", "steps", "learning_rate",
+                                               "train_manifest")]
+    flags_ += [f"--{k}={v}" for k, v in settings.items() if k in _PROBE_DEFAULTS and v != _PROBE_DEFAULTS[k]]
+    if settings.get("tokenizer"):
+        flags_.append(f"--tokenizer={settings['tokenizer']}")
     return f"python -m experiments.probe_ctc_plateau {' '.join(flags_)} --output_json=artifacts/probe/{name}.json"
 
 
 def _variant(settings: dict) -> str:
-    defaults = _probe_defaults()
     changed = [f"{k}={v}" for k, v in settings.items()
-               if k in defaults and k not in ("dev_manifest", "tokenizer") and v != defaults[k]]
+               if k in _PROBE_DEFAULTS and k != "dev_manifest" and v != _PROBE_DEFAULTS[k]]
     if settings["train_manifest"] != CORPUS_TRAIN:
         changed.append(f"train_manifest={settings['train_manifest']}")
     return ", ".join(changed) or "-"
