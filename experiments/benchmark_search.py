@@ -124,7 +124,8 @@ def main(argv):
             kind, checkpoint=search_cli._CHECKPOINT.value, dev_manifest=search_cli._DEV_MANIFEST.value,
             max_dev_utterances=search_cli._MAX_DEV_UTTERANCES.value, batch_size=search_cli._BATCH_SIZE.value,
             latency_cache=search_cli._LATENCY_CACHE.value, latency_fit=search_cli._LATENCY_FIT.value,
-            toy_noise=search_cli._TOY_NOISE.value, toy_eval_ms=search_cli._TOY_EVAL_MS.value)
+            toy_noise=search_cli._TOY_NOISE.value, toy_eval_ms=search_cli._TOY_EVAL_MS.value,
+            calibration_manifest=search_cli._CALIBRATION_MANIFEST.value)
         from tf_todm.search.budgets import load_budgets
 
         if search_cli._BUDGETS.value:

@@ -63,7 +63,18 @@ def train_supernet(run_dir: str, train_utts, dev_utts, tokenizer) -> dict:
                         dev_utterances=dev_utts, tokenizer=tokenizer)
 
 
-def run_search(model, tokenizer, dev_utts, out_dir: str):
+def calibration_batches(model, train_utts, tokenizer):
+    """Training batches that re-estimate a BatchNorm supernet's statistics per subnet (search and
+    extraction); None when the model has no BatchNorm."""
+    from tf_todm.data.pipeline import make_dataset
+    from tf_todm.models.batch_norm_calibration import has_batch_norm
+    if not has_batch_norm(model):
+        return None
+    return list(make_dataset(train_utts[: 8 * FLAGS.batch_size], tokenizer, batch_size=FLAGS.batch_size,
+                             training=False, seed=FLAGS.seed))
+
+
+def run_search(model, tokenizer, dev_utts, out_dir: str, calibration=None):
     from tf_todm.data.pipeline import make_dataset
     from tf_todm.models.config import search_space
     from tf_todm.search.budgets import load_budgets
@@ -77,7 +88,7 @@ def run_search(model, tokenizer, dev_utts, out_dir: str):
     budgets = load_budgets(FLAGS.budgets)
     utts = dev_utts[: FLAGS.max_dev_utterances] if FLAGS.max_dev_utterances else dev_utts
     dataset = make_dataset(utts, tokenizer, batch_size=FLAGS.batch_size, training=False, seed=FLAGS.seed)
-    evaluator = SupernetWerEvaluator(model, dataset, tokenizer)
+    evaluator = SupernetWerEvaluator(model, dataset, tokenizer, calibration_dataset=calibration)
     latency, fit = None, None
     if FLAGS.latency_samples > 0:
         measured = MeasuredLatency(os.path.join(out_dir, "latency_cache.json"),
@@ -102,7 +113,8 @@ def run_search(model, tokenizer, dev_utts, out_dir: str):
     return results
 
 
-def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, out_dir: str) -> list:
+def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, out_dir: str,
+                        calibration=None) -> list:
     import numpy as np
     from tf_todm.data.audio import load_audio
     from tf_todm.export.bundle import export_bundle
@@ -119,7 +131,7 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
         target = "mcu" if name.startswith("mcu") else "phone"
         modes = ("full_int8",) if target == "mcu" else tuple(FLAGS.phone_modes)
         subnet = result.best.config
-        extracted = extract_subnet(model, subnet)
+        extracted = extract_subnet(model, subnet, calibration_batches=calibration)
         bundle_dir = os.path.join(out_dir, "bundles", name)
         sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=modes,
                                  representative_audios=calib, target=target, subnet_config=subnet)
@@ -215,12 +227,13 @@ def run() -> dict:
     t = time.time()
     from tf_todm.training.restore import load_trained_model
     model = load_trained_model(run_dir)
-    results = run_search(model, tokenizer, dev_utts, out_dir)
+    calibration = calibration_batches(model, train_utts, tokenizer)
+    results = run_search(model, tokenizer, dev_utts, out_dir, calibration)
     timings["search_s"] = time.time() - t
 
     stage("export + on-device evaluation")
     t = time.time()
-    rows = export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, out_dir)
+    rows = export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, out_dir, calibration)
     timings["export_evaluate_s"] = time.time() - t
     timings["total_s"] = time.time() - started
 

@@ -40,6 +40,10 @@ _INIT_CANDIDATES = flags.DEFINE_integer(
 # benchmark import both modules into one process.
 _DEV_MANIFEST = flags.DEFINE_string("dev_manifest", None, "Dev JSONL manifest (supernet evaluator).",
                                     allow_override=True)
+_CALIBRATION_MANIFEST = flags.DEFINE_string(
+    "calibration_manifest", None,
+    "Training JSONL manifest whose first utterances re-estimate each subnet's BatchNorm statistics "
+    "(required for a supernet trained with conv_norm=batch).")
 _MAX_DEV_UTTERANCES = flags.DEFINE_integer("max_dev_utterances", 200, "First N dev utterances (0 = all).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Dev batch size.")
 _LATENCY_CACHE = flags.DEFINE_string(
@@ -60,7 +64,7 @@ def load_supernet(checkpoint_dir: str):
 def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Optional[str] = None,
                 max_dev_utterances: int = 200, batch_size: int = 16, latency_cache: Optional[str] = None,
                 latency_fit: bool = True, toy_noise: float = 0.005, toy_eval_ms: float = 0.0,
-                seed: int = 0) -> dict[str, Any]:
+                seed: int = 0, calibration_manifest: Optional[str] = None) -> dict[str, Any]:
     """{"space", "evaluator", "costs_fn", "model_config", "latency_fit", "measured_latency"}."""
     from tf_todm.search.cost_model import AnalyticCostModel, FittedLatencyModel, MeasuredLatency
 
@@ -85,7 +89,11 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
         if max_dev_utterances:
             utterances = utterances[:max_dev_utterances]
         dataset = make_dataset(utterances, tokenizer, batch_size=batch_size, training=False, seed=seed)
-        evaluator = SupernetWerEvaluator(model, dataset, tokenizer)
+        calibration = None
+        if calibration_manifest:
+            calibration = make_dataset(read_manifest(calibration_manifest)[: 8 * batch_size], tokenizer,
+                                       batch_size=batch_size, training=False, seed=seed)
+        evaluator = SupernetWerEvaluator(model, dataset, tokenizer, calibration_dataset=calibration)
     else:
         raise ValueError(f"unknown evaluator {kind!r}, expected supernet|toy")
 
@@ -181,7 +189,8 @@ def main(argv):
         setup = build_setup(_EVALUATOR.value, checkpoint=_CHECKPOINT.value, dev_manifest=_DEV_MANIFEST.value,
                             max_dev_utterances=_MAX_DEV_UTTERANCES.value, batch_size=_BATCH_SIZE.value,
                             latency_cache=_LATENCY_CACHE.value, latency_fit=_LATENCY_FIT.value,
-                            toy_noise=_TOY_NOISE.value, toy_eval_ms=_TOY_EVAL_MS.value, seed=_SEED.value)
+                            toy_noise=_TOY_NOISE.value, toy_eval_ms=_TOY_EVAL_MS.value, seed=_SEED.value,
+                            calibration_manifest=_CALIBRATION_MANIFEST.value)
         start = time.perf_counter()
         results, cache = search_budgets(setup["space"], setup["evaluator"], setup["costs_fn"], budgets,
                                         seed=_SEED.value, max_evaluations=_MAX_EVALUATIONS.value,

@@ -77,3 +77,29 @@ def test_max_batches_and_full_model(setup):
     assert evaluator.transcribe(largest)[1] == evaluator.transcribe(None)[1]
     with pytest.raises(ValueError, match="yielded no batches"):
         SupernetWerEvaluator(model, [], tokenizer).evaluate(largest)
+
+
+def test_batch_norm_supernet_is_recalibrated_per_subnet(setup):
+    """A conv_norm="batch" supernet: the evaluator re-estimates the subnet's statistics, so its WER
+    equals the subnet extracted with the same calibration batches (which leaves the supernet's own
+    statistics as they were); without calibration data it refuses."""
+    tokenizer, config, _, batches = setup
+    tf.keras.utils.set_random_seed(4)
+    model = Transducer(config.replace(conv_norm="batch"))
+    calibration = [{"features": b["features"] * 2.0 + 1.0, "feature_lengths": b["feature_lengths"]}
+                   for b in batches]
+    with pytest.raises(ValueError, match="calibration_dataset"):
+        SupernetWerEvaluator(model, batches, tokenizer)
+    subnet = SubnetConfig(2, (6, 17), (1, 3), (4, 7), 5, 4)
+    before = [b.conv.conv_norm_moving_variance.numpy() for b in model.encoder.blocks]
+    sliced = extract_subnet(model, subnet, calibration_batches=calibration)
+    for block, variance in zip(model.encoder.blocks, before):
+        np.testing.assert_array_equal(block.conv.conv_norm_moving_variance.numpy(), variance)
+    assert not np.allclose(sliced.encoder.blocks[0].conv.conv_norm_moving_variance.numpy(), 1.0)
+    refs, hyps = [], []
+    for batch in batches:
+        enc, enc_lengths = sliced.encode(batch["features"], batch["feature_lengths"])
+        hyps += [tokenizer.decode(ids) for ids in greedy_decode(sliced, enc, enc_lengths)]
+        refs += [t.decode() for t in batch["text"].numpy()]
+    evaluator = SupernetWerEvaluator(model, batches, tokenizer, calibration_dataset=calibration)
+    assert evaluator.transcribe(subnet) == (refs, hyps)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_todm.models.elastic import validate_subnet
+from tf_todm.models.batch_norm_calibration import (has_batch_norm, preserved_batch_norm_statistics,
+                                                    recalibrate_batch_norm)
+from tf_todm.models.elastic import encode_subnet, validate_subnet
 from tf_todm.models.elastic_space import SubnetConfig
 from tf_todm.models.transducer import Transducer
 
@@ -62,12 +64,24 @@ def _copy_block(dst, src, ff: int, heads: int, conv: int, head_dim: int):
     _assign(dc.depthwise.bias, sc.depthwise.bias.numpy()[:conv])
     _assign(dc.conv_norm_gamma, sc.conv_norm_gamma.numpy()[:conv])
     _assign(dc.conv_norm_beta, sc.conv_norm_beta.numpy()[:conv])
+    if sc.norm_type == "batch":
+        _assign(dc.conv_norm_moving_mean, sc.conv_norm_moving_mean.numpy()[:conv])
+        _assign(dc.conv_norm_moving_variance, sc.conv_norm_moving_variance.numpy()[:conv])
     _copy_dense(dc.pointwise_out, sc.pointwise_out, rows=slice(0, conv))
     _copy_all(dst.final_norm, src.final_norm)
 
 
-def extract_subnet(supernet: Transducer, subnet_config: SubnetConfig) -> Transducer:
-    """A plain `Transducer` whose outputs equal `supernet` run with `encode_subnet(subnet_config)`."""
+def extract_subnet(supernet: Transducer, subnet_config: SubnetConfig, calibration_batches=None) -> Transducer:
+    """A plain `Transducer` whose outputs equal `supernet` run with `encode_subnet(subnet_config)`.
+
+    With `calibration_batches` (training batches, `recalibrate_batch_norm`) a supernet with
+    conv-module BatchNorm first re-estimates the statistics for this subnet; the supernet's own
+    statistics are restored afterwards. Without them the current statistics are sliced as they are.
+    """
+    if calibration_batches is not None and has_batch_norm(supernet):
+        with preserved_batch_norm_statistics(supernet):
+            recalibrate_batch_norm(supernet, calibration_batches, encode_subnet(supernet.config, subnet_config))
+            return extract_subnet(supernet, subnet_config)
     config = subnet_model_config(supernet.config, subnet_config)
     model = Transducer(config, name=supernet.name)
     _copy_all(model.encoder.subsampling, supernet.encoder.subsampling)

@@ -19,6 +19,7 @@ class ConfigError(ValueError):
 
 
 _PREDICTOR_TYPES = ("stateless", "lstm")
+CONV_NORMS = ("layer", "batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,12 @@ class TransducerConfig:
       conv_dim: convolution-module channels C (after the GLU).
       conv_kernel_size: depthwise kernel size in encoder frames.
       causal_conv: depthwise conv sees only past frames (needed for exact streaming).
+      conv_norm: norm after the depthwise conv: "layer" (per-frame LayerNorm over channels) or
+        "batch" (BatchNorm over valid frames, as in the Conformer paper and ESPnet; it folds into a
+        per-channel multiply-add on device, and an elastic supernet needs its statistics
+        re-estimated per subnet, `tf_todm.models.batch_norm_calibration`).
       subsampling_channels: channels of the two stride-2 Conv2D layers.
+      subsampling_output_scale: constant factor on the subsampling output (ESPnet: sqrt(model_dim)).
       predictor_type: "stateless" (embedding + depthwise context conv) or "lstm".
       predictor_dim: predictor width P (embedding dim = output dim).
       predictor_context: tokens seen by the stateless predictor (including the current one).
@@ -61,7 +67,9 @@ class TransducerConfig:
     conv_dim: int = 144
     conv_kernel_size: int = 15
     causal_conv: bool = False
+    conv_norm: str = "layer"
     subsampling_channels: int = 64
+    subsampling_output_scale: float = 1.0
     predictor_type: str = "stateless"
     predictor_dim: int = 256
     predictor_context: int = 2
@@ -99,6 +107,11 @@ class TransducerConfig:
         if self.resolved_head_dim % 2:
             raise ConfigError(
                 f"TransducerConfig.head_dim={self.resolved_head_dim}: rotary embedding needs an even head_dim")
+        if self.conv_norm not in CONV_NORMS:
+            raise ConfigError(f"TransducerConfig.conv_norm={self.conv_norm!r}: expected one of {CONV_NORMS}")
+        if not float(self.subsampling_output_scale) > 0.0:
+            raise ConfigError(
+                f"TransducerConfig.subsampling_output_scale={self.subsampling_output_scale}: expected > 0")
         if self.predictor_type not in _PREDICTOR_TYPES:
             raise ConfigError(
                 f"TransducerConfig.predictor_type={self.predictor_type!r}: expected one of {_PREDICTOR_TYPES}")

@@ -20,7 +20,7 @@ class ConformerBlock(keras.layers.Layer):
     """x + FF/2 -> x + MHSA -> x + Conv -> x + FF/2 -> LayerNorm.
 
     Args: model_dim D, ff_dim, num_heads, head_dim, conv_dim, conv_kernel_size, causal_conv,
-      dropout_rate, rotary_base (see `TransducerConfig`).
+      dropout_rate, rotary_base, conv_norm (see `TransducerConfig`).
     Call args: x [B, T, D]; attention_mask bool [B, T, T] or None; time_mask f32 [B, T, 1] or None;
       subnet None or per-block dict (`elastic.block_subnet`).
     Returns: [B, T, D].
@@ -28,9 +28,10 @@ class ConformerBlock(keras.layers.Layer):
 
     def __init__(self, model_dim: int, ff_dim: int, num_heads: int, head_dim: int, conv_dim: int,
                  conv_kernel_size: int, causal_conv: bool = False, dropout_rate: float = 0.0,
-                 rotary_base: float = 10000.0, **kwargs):
+                 rotary_base: float = 10000.0, conv_norm: str = "layer", **kwargs):
         super().__init__(**kwargs)
         self.model_dim = model_dim
+        self.conv_norm = conv_norm
         self.ff_dim = ff_dim
         self.num_heads = num_heads
         self.head_dim = head_dim
@@ -42,7 +43,8 @@ class ConformerBlock(keras.layers.Layer):
         self.ff1 = FeedForward(model_dim, ff_dim, dropout_rate, name="ff1")
         self.attention = RotarySelfAttention(model_dim, num_heads, head_dim, dropout_rate, rotary_base,
                                              name="attention")
-        self.conv = ConvModule(model_dim, conv_dim, conv_kernel_size, causal_conv, dropout_rate, name="conv")
+        self.conv = ConvModule(model_dim, conv_dim, conv_kernel_size, causal_conv, dropout_rate, norm=conv_norm,
+                               name="conv")
         self.ff2 = FeedForward(model_dim, ff_dim, dropout_rate, name="ff2")
         self.final_norm = LayerNorm(epsilon=1e-5, name="final_norm")
 
@@ -90,7 +92,7 @@ class ConformerBlock(keras.layers.Layer):
         config.update(model_dim=self.model_dim, ff_dim=self.ff_dim, num_heads=self.num_heads,
                       head_dim=self.head_dim, conv_dim=self.conv_dim,
                       conv_kernel_size=self.conv_kernel_size, causal_conv=self.causal_conv,
-                      dropout_rate=self.dropout_rate, rotary_base=self.rotary_base)
+                      dropout_rate=self.dropout_rate, rotary_base=self.rotary_base, conv_norm=self.conv_norm)
         return config
 
 
@@ -100,7 +102,8 @@ class ConformerEncoder(keras.layers.Layer):
 
     Args:
       input_dim, subsampling_channels, model_dim, conv_kernel_size, causal_conv, dropout_rate,
-      rotary_base, chunk_size, left_context: see `TransducerConfig`.
+      rotary_base, chunk_size, left_context, conv_norm, subsampling_output_scale: see
+      `TransducerConfig`.
       ff_dims, num_heads, conv_dims: per-block widths (lists of length L); head_dim: d.
 
     Depth elasticity: with a subnet, block i runs under `tf.cond(block_active[i] > 0 and not
@@ -112,8 +115,11 @@ class ConformerEncoder(keras.layers.Layer):
                  ff_dims: Sequence[int], num_heads: Sequence[int], head_dim: int,
                  conv_dims: Sequence[int], conv_kernel_size: int, causal_conv: bool = False,
                  dropout_rate: float = 0.0, rotary_base: float = 10000.0,
-                 chunk_size: Optional[int] = None, left_context: Optional[int] = None, **kwargs):
+                 chunk_size: Optional[int] = None, left_context: Optional[int] = None,
+                 conv_norm: str = "layer", subsampling_output_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
+        self.conv_norm = conv_norm
+        self.subsampling_output_scale = float(subsampling_output_scale)
         self.input_dim = input_dim
         self.subsampling_channels = subsampling_channels
         self.model_dim = model_dim
@@ -127,10 +133,11 @@ class ConformerEncoder(keras.layers.Layer):
         self.rotary_base = rotary_base
         self.chunk_size = chunk_size
         self.left_context = left_context
-        self.subsampling = ConvSubsampling(input_dim, subsampling_channels, model_dim, name="subsampling")
+        self.subsampling = ConvSubsampling(input_dim, subsampling_channels, model_dim,
+                                           output_scale=self.subsampling_output_scale, name="subsampling")
         self.blocks = [
             ConformerBlock(model_dim, ff, heads, head_dim, conv, conv_kernel_size, causal_conv,
-                           dropout_rate, rotary_base, name=f"block_{i}")
+                           dropout_rate, rotary_base, conv_norm=conv_norm, name=f"block_{i}")
             for i, (ff, heads, conv) in enumerate(zip(self.ff_dims, self.num_heads, self.conv_dims))]
         # Keras 3 wraps lists in a TrackedList that tf.train.Checkpoint cannot see; a named attribute
         # per block puts every block's weights into checkpoints (tests/models/test_checkpointing.py).
@@ -213,5 +220,6 @@ class ConformerEncoder(keras.layers.Layer):
                       head_dim=self.head_dim, conv_dims=self.conv_dims,
                       conv_kernel_size=self.conv_kernel_size, causal_conv=self.causal_conv,
                       dropout_rate=self.dropout_rate, rotary_base=self.rotary_base,
-                      chunk_size=self.chunk_size, left_context=self.left_context)
+                      chunk_size=self.chunk_size, left_context=self.left_context, conv_norm=self.conv_norm,
+                      subsampling_output_scale=self.subsampling_output_scale)
         return config

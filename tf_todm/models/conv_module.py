@@ -1,10 +1,12 @@
-"""Conformer convolution module with elastic channels and a channel-mask-aware LayerNorm."""
+"""Conformer convolution module with elastic channels and a channel-mask-aware norm after the
+depthwise conv: LayerNorm over channels, or BatchNorm over valid frames (the Conformer paper's)."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 
+from tf_todm.models.config import CONV_NORMS
 from tf_todm.models.elastic import dropout, prefix_mask
 from tf_todm.models.feed_forward import swish
 from tf_todm.models.layer_norm import LayerNorm, layer_norm
@@ -25,14 +27,36 @@ def masked_layer_norm(x, gamma, beta, channel_mask=None, epsilon: float = 1e-5):
     return (centred * tf.math.rsqrt(var + epsilon) * gamma + beta) * channel_mask
 
 
+def masked_moments(h, time_mask=None):
+    """Per-channel mean and (biased) variance of h [B, T, C] over the frames where `time_mask`
+    [B, T, 1] is 1 (all frames when None) -> (mean [C], variance [C], frame count [])."""
+    if time_mask is None:
+        time_mask = tf.ones_like(h[..., :1])
+    count = tf.reduce_sum(time_mask)
+    mean = tf.reduce_sum(h * time_mask, axis=[0, 1]) / count
+    centred = (h - mean) * time_mask
+    return mean, tf.reduce_sum(centred * centred, axis=[0, 1]) / count, count
+
+
+def batch_norm(h, mean, variance, gamma, beta, epsilon: float = 1e-5):
+    """(h - mean) * rsqrt(variance + eps) * gamma + beta, per channel (last axis of h)."""
+    return (h - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+
+
 @keras.saving.register_keras_serializable(package="tf_todm")
 class ConvModule(keras.layers.Layer):
-    """LayerNorm -> pointwise D->2C -> GLU -> depthwise conv (k) -> masked LayerNorm(C) -> swish
+    """LayerNorm -> pointwise D->2C -> GLU -> depthwise conv (k) -> norm(C) -> swish
     -> pointwise C->D -> dropout (residual branch).
 
     Args:
       model_dim: D. conv_dim: C (max). kernel_size: k. causal: pad k-1 frames on the left only
       (else (k-1)//2 left, k//2 right). dropout_rate: rate of the full model.
+      norm: "layer" (LayerNorm over the active channels of each frame) or "batch" (BatchNorm:
+        per-channel statistics over the valid frames of the batch while training, moving averages
+        (`momentum`) at inference, which fold into one multiply-add per channel on device; only
+        the active channels' moving statistics are updated, so a subnet never writes statistics
+        of channels it does not have; see `tf_todm.models.batch_norm_calibration` for the per-subnet
+        re-estimate).
     Call args: x [B, T, D]; time_mask f32 [B, T, 1] or None (padded frames are zeroed before the
       depthwise conv so they never reach valid frames); subnet None or dict with scalar
       `conv_dim`, `dropout_rate`.
@@ -42,8 +66,13 @@ class ConvModule(keras.layers.Layer):
     """
 
     def __init__(self, model_dim: int, conv_dim: int, kernel_size: int, causal: bool = False,
-                 dropout_rate: float = 0.0, **kwargs):
+                 dropout_rate: float = 0.0, norm: str = "layer", momentum: float = 0.99, **kwargs):
         super().__init__(**kwargs)
+        if norm not in CONV_NORMS:
+            raise ValueError(f"ConvModule.norm={norm!r}: expected one of {CONV_NORMS}")
+        self.norm_type = norm
+        self.momentum = momentum
+        self.moment_sink = None  # a list while `batch_norm_calibration` collects batch moments
         self.model_dim = model_dim
         self.conv_dim = conv_dim
         self.kernel_size = kernel_size
@@ -60,6 +89,14 @@ class ConvModule(keras.layers.Layer):
         self.depthwise.build((None, None, self.conv_dim))
         self.conv_norm_gamma = self.add_weight(shape=(self.conv_dim,), initializer="ones", name="conv_norm_gamma")
         self.conv_norm_beta = self.add_weight(shape=(self.conv_dim,), initializer="zeros", name="conv_norm_beta")
+        if self.norm_type == "batch":
+            # aggregation="mean": replicas of a tf.distribute strategy each update, the mean is kept
+            self.conv_norm_moving_mean = self.add_weight(
+                shape=(self.conv_dim,), initializer="zeros", trainable=False, aggregation="mean",
+                name="conv_norm_moving_mean")
+            self.conv_norm_moving_variance = self.add_weight(
+                shape=(self.conv_dim,), initializer="ones", trainable=False, aggregation="mean",
+                name="conv_norm_moving_variance")
         self.pointwise_out.build((None, None, self.conv_dim))
         self.built = True
 
@@ -70,9 +107,29 @@ class ConvModule(keras.layers.Layer):
             h *= channel_mask
         return h
 
-    def _after_depthwise(self, h, channel_mask, rate, training):
-        h = masked_layer_norm(h, self.conv_norm_gamma, self.conv_norm_beta, channel_mask)
-        h = swish(h)
+    def _normalize(self, h, time_mask, channel_mask, training):
+        if self.norm_type == "layer":
+            return masked_layer_norm(h, self.conv_norm_gamma, self.conv_norm_beta, channel_mask)
+        if training:
+            mean, variance, count = masked_moments(h, time_mask)
+            if self.moment_sink is not None:
+                self.moment_sink.append((mean, variance, count))
+            else:
+                self._update_moving_statistics(mean, variance, channel_mask)
+        else:
+            mean, variance = self.conv_norm_moving_mean, self.conv_norm_moving_variance
+        h = batch_norm(h, mean, variance, self.conv_norm_gamma, self.conv_norm_beta)
+        return h if channel_mask is None else h * channel_mask
+
+    def _update_moving_statistics(self, mean, variance, channel_mask):
+        rate = 1.0 - self.momentum
+        if channel_mask is not None:
+            rate *= channel_mask
+        self.conv_norm_moving_mean.assign_add(rate * (mean - self.conv_norm_moving_mean))
+        self.conv_norm_moving_variance.assign_add(rate * (variance - self.conv_norm_moving_variance))
+
+    def _after_depthwise(self, h, time_mask, channel_mask, rate, training):
+        h = swish(self._normalize(h, time_mask, channel_mask, training))
         return dropout(self.pointwise_out(h), rate, training)
 
     def call(self, x, time_mask=None, subnet=None, training=False):
@@ -86,7 +143,7 @@ class ConvModule(keras.layers.Layer):
         k = self.kernel_size
         pad = [k - 1, 0] if self.causal else [(k - 1) // 2, k // 2]
         h = self.depthwise(tf.pad(h, [[0, 0], pad, [0, 0]]))
-        return self._after_depthwise(h, channel_mask, rate, training)
+        return self._after_depthwise(h, time_mask, channel_mask, rate, training)
 
     def init_state(self, batch_size: int):
         return tf.zeros([batch_size, self.kernel_size - 1, self.conv_dim])
@@ -97,10 +154,11 @@ class ConvModule(keras.layers.Layer):
             raise ValueError("ConvModule.stream_step: streaming needs causal=True")
         h = tf.concat([cache, self._glu(x, None)], axis=1)
         new_cache = h[:, tf.shape(h)[1] - (self.kernel_size - 1):]
-        return self._after_depthwise(self.depthwise(h), None, 0.0, False), new_cache
+        return self._after_depthwise(self.depthwise(h), None, None, 0.0, False), new_cache
 
     def get_config(self):
         config = super().get_config()
         config.update(model_dim=self.model_dim, conv_dim=self.conv_dim, kernel_size=self.kernel_size,
-                      causal=self.causal, dropout_rate=self.dropout_rate)
+                      causal=self.causal, dropout_rate=self.dropout_rate, norm=self.norm_type,
+                      momentum=self.momentum)
         return config

@@ -49,6 +49,9 @@ def _sort_conv(conv):
     conv.depthwise.bias.assign(conv.depthwise.bias.numpy()[order])
     conv.conv_norm_gamma.assign(conv.conv_norm_gamma.numpy()[order])
     conv.conv_norm_beta.assign(conv.conv_norm_beta.numpy()[order])
+    if conv.norm_type == "batch":
+        conv.conv_norm_moving_mean.assign(conv.conv_norm_moving_mean.numpy()[order])
+        conv.conv_norm_moving_variance.assign(conv.conv_norm_moving_variance.numpy()[order])
     _permute_rows(conv.pointwise_out, order)
 
 

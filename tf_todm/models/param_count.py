@@ -17,13 +17,13 @@ def _dense(n_in: int, n_out: int) -> int:
 
 
 def block_params(model_dim: int, ff_dim: int, num_heads: int, head_dim: int, conv_dim: int,
-                 kernel_size: int) -> int:
-    """Parameters of one Conformer block."""
+                 kernel_size: int, conv_norm: str = "layer") -> int:
+    """Parameters of one Conformer block (BatchNorm's moving mean/variance count: they ship)."""
     d, inner = model_dim, num_heads * head_dim
     ff = _layer_norm(d) + _dense(d, ff_dim) + _dense(ff_dim, d)
     attention = _layer_norm(d) + 3 * _dense(d, inner) + _dense(inner, d)
     conv = (_layer_norm(d) + _dense(d, 2 * conv_dim) + kernel_size * conv_dim + conv_dim
-            + 2 * conv_dim + _dense(conv_dim, d))
+            + (4 if conv_norm == "batch" else 2) * conv_dim + _dense(conv_dim, d))
     return 2 * ff + attention + conv + _layer_norm(d)
 
 
@@ -40,7 +40,8 @@ def count_params(config: TransducerConfig, subnet_config: Optional[SubnetConfig]
     total = 2 * config.input_dim  # feature normalisation mean and std (constants, counted: they ship)
     total += (9 * cs + cs) + (9 * cs * cs + cs) + _dense(config.subsampled_freq_dim() * cs, d)
     for ff, heads, conv in dims:
-        total += block_params(d, ff, heads, config.resolved_head_dim, conv, config.conv_kernel_size)
+        total += block_params(d, ff, heads, config.resolved_head_dim, conv, config.conv_kernel_size,
+                              config.conv_norm)
     p = predictor_dim
     if config.predictor_type == "lstm":
         total += v * p + 4 * (2 * p * p + p)

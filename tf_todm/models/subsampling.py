@@ -28,15 +28,20 @@ class ConvSubsampling(keras.layers.Layer):
     output frame t of a conv sees input frames 2t-2 .. 2t: valid outputs never read padded inputs,
     and a chunked run with a 2-frame cache per conv is exact.
 
+    The projection's output is multiplied by `output_scale` (ESPnet scales by sqrt(D): the
+    Glorot-initialised stack gives an output RMS of ~0.1, which the first attention module's
+    near time-constant output, RMS ~1, would otherwise drown).
+
     Args:
-      input_dim: F. channels: conv channels. model_dim: D.
+      input_dim: F. channels: conv channels. model_dim: D. output_scale: constant factor.
 
     Streaming state (see `init_state` / `stream_step`): (cache1 [B, 2, F, 1], cache2 [B, 2, F1, C])
     with F1 = (F - 3) // 2 + 1; chunks must hold a multiple of 4 feature frames.
     """
 
-    def __init__(self, input_dim: int, channels: int, model_dim: int, **kwargs):
+    def __init__(self, input_dim: int, channels: int, model_dim: int, output_scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
+        self.output_scale = float(output_scale)
         self.input_dim = input_dim
         self.channels = channels
         self.model_dim = model_dim
@@ -56,7 +61,8 @@ class ConvSubsampling(keras.layers.Layer):
     def _project(self, x):
         shape = tf.shape(x)
         x = tf.reshape(x, [shape[0], shape[1], self.freq2 * self.channels])  # (B, T', F2*C)
-        return self.proj(x)
+        x = self.proj(x)
+        return x if self.output_scale == 1.0 else x * self.output_scale
 
     def call(self, features):
         x = self.feature_norm(features)[..., tf.newaxis]  # (B, T, F, 1)
@@ -80,5 +86,6 @@ class ConvSubsampling(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(input_dim=self.input_dim, channels=self.channels, model_dim=self.model_dim)
+        config.update(input_dim=self.input_dim, channels=self.channels, model_dim=self.model_dim,
+                      output_scale=self.output_scale)
         return config

@@ -21,7 +21,8 @@ def build_encoder(config: TransducerConfig) -> ConformerEncoder:
         head_dim=config.resolved_head_dim, conv_dims=[d[2] for d in dims],
         conv_kernel_size=config.conv_kernel_size, causal_conv=config.causal_conv,
         dropout_rate=config.dropout, rotary_base=config.rotary_base, chunk_size=config.chunk_size,
-        left_context=config.left_context, name="encoder")
+        left_context=config.left_context, conv_norm=config.conv_norm,
+        subsampling_output_scale=config.subsampling_output_scale, name="encoder")
 
 
 def build_predictor(config: TransducerConfig):

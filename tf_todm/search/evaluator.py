@@ -24,12 +24,19 @@ class SupernetWerEvaluator:
         `tf_todm.decoding.greedy_decode`.
       max_batches: read at most this many batches (None: all).
       model_config: the supernet's `TransducerConfig`; default `model.config`.
+      calibration_dataset: training batches (same dict layout) from which a supernet with
+        conv-module BatchNorm re-estimates its statistics for each subnet before decoding
+        (`recalibrate_batch_norm`); required for such a supernet, ignored otherwise.
+      calibration_batches: how many of its batches to read (kept in memory, reused).
     """
 
     def __init__(self, model: Any, dataset: Iterable[dict], tokenizer: Any,
                  decode_fn: Optional[Callable] = None, max_batches: Optional[int] = None,
-                 model_config: Any = None):
+                 model_config: Any = None, calibration_dataset: Optional[Iterable[dict]] = None,
+                 calibration_batches: int = 8):
         import tensorflow as tf
+
+        from tf_todm.models.batch_norm_calibration import has_batch_norm
 
         if decode_fn is None:
             from tf_todm.decoding import greedy_decode as decode_fn
@@ -40,6 +47,16 @@ class SupernetWerEvaluator:
         self.max_batches = max_batches
         self.model_config = model_config if model_config is not None else model.config
         self.num_calls = 0
+        self._calibration: Optional[list[dict]] = None
+        if has_batch_norm(model):
+            if calibration_dataset is None:
+                raise ValueError("SupernetWerEvaluator: the supernet has conv-module BatchNorm "
+                                 "(conv_norm='batch'); pass calibration_dataset (training batches) so each "
+                                 "subnet's statistics are re-estimated before it is evaluated")
+            self._calibration = [{k: batch[k] for k in ("features", "feature_lengths")}
+                                 for batch in itertools.islice(iter(calibration_dataset), calibration_batches)]
+            if not self._calibration:
+                raise ValueError("SupernetWerEvaluator: calibration_dataset yielded no batches")
         self._batches: Optional[list[dict]] = None
         self._encode = tf.function(
             lambda features, lengths, subnet: model.encode(features, lengths, subnet=subnet, training=False),
@@ -59,6 +76,9 @@ class SupernetWerEvaluator:
         from tf_todm.models.elastic import encode_subnet
 
         encoded = None if subnet is None else encode_subnet(self.model_config, subnet)
+        if self._calibration is not None:
+            from tf_todm.models.batch_norm_calibration import recalibrate_batch_norm
+            recalibrate_batch_norm(self.model, self._calibration, encoded)
         references, hypotheses = [], []
         for batch in self._dev_batches():
             enc, enc_lengths = self._encode(batch["features"], batch["feature_lengths"], encoded)

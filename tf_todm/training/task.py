@@ -14,6 +14,8 @@ import keras
 import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
+from tf_todm.models.batch_norm_calibration import (has_batch_norm, preserved_batch_norm_statistics,
+                                                    recalibrate_batch_norm)
 from tf_todm.models.config import TransducerConfig, search_space as default_search_space
 from tf_todm.models.elastic import encode_subnet
 from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
@@ -87,6 +89,7 @@ class TransducerTask:
         self._rates = {}
         self._encode_fn = None
         self._feature_stats = None
+        self._calibration = None
 
     # --- building ----------------------------------------------------------------------------
     def build(self, strategy=None) -> None:
@@ -318,7 +321,8 @@ class TransducerTask:
 
     # --- evaluation --------------------------------------------------------------------------
     def evaluate(self, max_utterances: int = 200, batch_size: int = 8) -> dict:
-        """Dev WER (greedy decoding) of each evaluation subnet: {"dev_wer/<name>": wer}."""
+        """Dev WER (greedy decoding) of each evaluation subnet: {"dev_wer/<name>": wer}. A BatchNorm
+        supernet re-estimates each subnet's statistics first and gets its training ones back after."""
         from tf_todm.data.pipeline import make_dataset
         from tf_todm.decoding import greedy_decode, transcribe
         from tf_todm.metrics import wer
@@ -332,11 +336,31 @@ class TransducerTask:
                 lambda f, n, s: self.model.encode(f, n, subnet=s, training=False),
                 reduce_retracing=True, autograph=False)
         results = {}
-        for name, subnet_config in self.eval_subnets.items():
-            subnet = None if subnet_config is None else self.encode(subnet_config, training=False)
-            def decode_ids(batch, subnet=subnet):
-                enc, enc_lengths = self._encode_fn(batch["features"], batch["feature_lengths"], subnet)
-                return greedy_decode(self.model, enc, enc_lengths, subnet=subnet)
-            refs, hyps = transcribe(dataset, self.tokenizer, decode_ids)
-            results[f"dev_wer/{name}"] = float(wer(refs, hyps))
+        calibration = self.calibration_batches()
+        with preserved_batch_norm_statistics(self.model):
+            for name, subnet_config in self.eval_subnets.items():
+                subnet = None if subnet_config is None else self.encode(subnet_config, training=False)
+                if calibration and subnet is not None:
+                    recalibrate_batch_norm(self.model, calibration, subnet)
+                def decode_ids(batch, subnet=subnet):
+                    enc, enc_lengths = self._encode_fn(batch["features"], batch["feature_lengths"], subnet)
+                    return greedy_decode(self.model, enc, enc_lengths, subnet=subnet)
+                refs, hyps = transcribe(dataset, self.tokenizer, decode_ids)
+                results[f"dev_wer/{name}"] = float(wer(refs, hyps))
         return results
+
+    def calibration_batches(self, num_batches: int = 8, batch_size: int = 16) -> list:
+        """Training batches (no augmentation, fixed order) for re-estimating a BatchNorm supernet's
+        statistics per subnet; [] when the model has no BatchNorm."""
+        import itertools
+
+        from tf_todm.data.pipeline import make_dataset
+        if not has_batch_norm(self.model) or not self.train_utterances:
+            return []
+        if self._calibration is not None:
+            return self._calibration
+        dataset = make_dataset(self.train_utterances[: num_batches * batch_size], self.tokenizer,
+                               batch_size=batch_size, training=False, seed=0, specaugment=False)
+        self._calibration = [{k: b[k] for k in ("features", "feature_lengths")}
+                             for b in itertools.islice(dataset, num_batches)]
+        return self._calibration
