@@ -39,7 +39,7 @@ flags.DEFINE_enum("bilstm_frontend", "conv1d", ["conv1d", "conformer_subsampling
                   "BiLSTM input stage: Conv1D(256, stride) + ReLU, or the Conformer's ConvSubsampling (4x).")
 flags.DEFINE_bool("bilstm_batch_norm", False, "BatchNorm after the BiLSTM's input convolution (DeepSpeech2).")
 flags.DEFINE_float("conformer_input_scale", 1.0,
-                   "Conformer: multiply the subsampling output by this (probe-only patch; ESPnet uses sqrt(D)).")
+                   "Conformer: TransducerConfig.subsampling_output_scale (ESPnet uses sqrt(D)).")
 flags.DEFINE_integer("conformer_blocks", 4, "Conformer blocks.")
 flags.DEFINE_enum("conformer_ablate", "none", ["none", "attention", "conv"],
                   "Conformer: replace this module's residual branch with zeros in every block (probe-only).")
@@ -48,7 +48,8 @@ flags.DEFINE_bool("conformer_conv1d_frontend", False,
                   "and a Dense to D (probe-only patch).")
 flags.DEFINE_bool("conformer_conv_batch_norm", False,
                   "Conformer: BatchNorm instead of the conv module's channel LayerNorm after the depthwise conv, "
-                  "as in the Conformer paper (probe-only patch).")
+                  "as in the Conformer paper: TransducerConfig.conv_norm='batch' (probes before 2026-11-21 used a "
+                  "Keras BatchNormalization patch whose statistics included padded frames).")
 flags.DEFINE_bool("conformer_subsampling_batch_norm", False,
                   "Conformer: BatchNorm between each subsampling Conv2D and its ReLU (probe-only patch).")
 flags.DEFINE_integer("warm_start_utterances", 0,
@@ -75,7 +76,10 @@ def build(kind: str, vocab_size: int, mean, std):
     from tf_todm.models.transducer import build_encoder
     head = keras.layers.Dense(vocab_size)
     if kind == "conformer":
-        encoder = build_encoder(TransducerConfig(vocab_size=vocab_size, num_blocks=FLAGS.conformer_blocks, dropout=0.0))
+        encoder = build_encoder(TransducerConfig(
+            vocab_size=vocab_size, num_blocks=FLAGS.conformer_blocks, dropout=0.0,
+            conv_norm="batch" if FLAGS.conformer_conv_batch_norm else "layer",
+            subsampling_output_scale=FLAGS.conformer_input_scale))
         encoder.subsampling.feature_norm.set_statistics(mean, std)
         extra = patch_conformer(encoder)
 
@@ -123,28 +127,13 @@ def patch_conformer(encoder) -> list:
         encoder.build()
         for block in encoder.blocks:
             object.__setattr__(block, FLAGS.conformer_ablate, lambda x, **kwargs: tf.zeros_like(x))
-    if FLAGS.conformer_conv_batch_norm:
-        import keras
-        from tf_todm.models.feed_forward import swish
-        encoder.build()
-        for block in encoder.blocks:
-            conv_module, bn = block.conv, keras.layers.BatchNormalization()
-
-            def after_depthwise(h, channel_mask, rate, training, m=conv_module, bn=bn):
-                h = bn(h, training=_MODE["training"])
-                return m.pointwise_out(swish(h))
-            object.__setattr__(conv_module, "_after_depthwise", after_depthwise)
-            extra.append(bn)
     if FLAGS.conformer_conv1d_frontend:
         import keras
         sub = encoder.subsampling
         conv = keras.layers.Conv1D(256, 4, strides=4, padding="same", activation="relu")
         dense = keras.layers.Dense(sub.model_dim)
-        sub.call = lambda features, *args, **kwargs: dense(conv(sub.feature_norm(features)))
+        sub.call = lambda features, *args, **kwargs: dense(conv(sub.feature_norm(features))) * sub.output_scale
         extra += [conv, dense]
-    if FLAGS.conformer_input_scale != 1.0:
-        project, scale = encoder.subsampling._project, FLAGS.conformer_input_scale
-        encoder.subsampling._project = lambda x: project(x) * scale
     return extra
 
 

@@ -13,9 +13,16 @@ def _saved_variable_names(path):
             if "OBJECT_CONFIG" not in n and not n.startswith("_CHECKPOINTABLE")]
 
 
-def test_checkpoint_holds_every_weight_and_restores_outputs(tmp_path):
-    config = tiny_config()
+import pytest
+
+
+@pytest.mark.parametrize("changes", [{}, {"conv_norm": "batch"}])
+def test_checkpoint_holds_every_weight_and_restores_outputs(tmp_path, changes):
+    config = tiny_config(**changes)
     source = Transducer(config)
+    for block in source.encoder.blocks:  # non-default values, so a missed variable shows
+        for variable in block.conv.non_trainable_variables:
+            variable.assign(np.full(variable.shape, 1.7, np.float32))
     path = tf.train.Checkpoint(model=source).save(os.path.join(tmp_path, "ckpt"))
     assert len([n for n in _saved_variable_names(path) if n.startswith("model/")]) == len(source.weights)
 

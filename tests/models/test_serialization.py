@@ -63,8 +63,12 @@ def test_layer_config_round_trip(cls, kwargs, inputs):
         assert all(np.isfinite(o).all() for o in _flat(layer(*inputs, training=True)))
 
 
-def test_transducer_keras_save_load(tmp_path):
-    model = Transducer(tiny_config(chunk_size=2, left_context=3))
+@pytest.mark.parametrize("changes", [{}, {"conv_norm": "batch", "subsampling_output_scale": 3.0}])
+def test_transducer_keras_save_load(tmp_path, changes):
+    model = Transducer(tiny_config(chunk_size=2, left_context=3, **changes))
+    for block in model.encoder.blocks:  # non-default statistics must survive the round trip
+        for variable in block.conv.non_trainable_variables:
+            variable.assign(np.full(variable.shape, 0.6, np.float32))
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)

@@ -50,8 +50,9 @@ def test_two_workers_train_a_tiny_supernet(tiny_corpus, tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, err[-3000:]
+    failed = [f"worker {i} exit {p.returncode}:\n{err[-3000:]}"
+              for i, (p, (_, err)) in enumerate(zip(procs, outputs)) if p.returncode != 0]
+    assert not failed, "\n".join(failed)
     summaries = [json.loads(out[out.index("{"):]) for out, _ in outputs]
     assert [s["step"] for s in summaries] == [3, 3]
     assert all(s["trace_count"] == 1 for s in summaries)

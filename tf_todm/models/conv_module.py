@@ -90,15 +90,18 @@ class ConvModule(keras.layers.Layer):
         self.conv_norm_gamma = self.add_weight(shape=(self.conv_dim,), initializer="ones", name="conv_norm_gamma")
         self.conv_norm_beta = self.add_weight(shape=(self.conv_dim,), initializer="zeros", name="conv_norm_beta")
         if self.norm_type == "batch":
-            # aggregation="mean": replicas of a tf.distribute strategy each update, the mean is kept
-            self.conv_norm_moving_mean = self.add_weight(
-                shape=(self.conv_dim,), initializer="zeros", trainable=False, aggregation="mean",
-                name="conv_norm_moving_mean")
-            self.conv_norm_moving_variance = self.add_weight(
-                shape=(self.conv_dim,), initializer="ones", trainable=False, aggregation="mean",
-                name="conv_norm_moving_variance")
+            self.conv_norm_moving_mean = self._moving_statistic("conv_norm_moving_mean", "zeros")
+            self.conv_norm_moving_variance = self._moving_statistic("conv_norm_moving_variance", "ones")
         self.pointwise_out.build((None, None, self.conv_dim))
         self.built = True
+
+    def _moving_statistic(self, name: str, initializer: str):
+        """A non-trainable [C] variable each tf.distribute replica updates locally (synchronization
+        "on_read", so the update inside the encoder's per-block `tf.cond` needs no cross-replica
+        merge) and that reads, e.g. when checkpointed, as the mean over replicas."""
+        with keras.name_scope(self.name, caller=self):
+            return keras.Variable(initializer=initializer, shape=(self.conv_dim,), dtype=self.variable_dtype,
+                                  trainable=False, aggregation="mean", synchronization="on_read", name=name)
 
     def _glu(self, x, channel_mask):
         h = self.pointwise_in(self.norm(x))

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_todm.models.batch_norm_calibration import has_batch_norm
 from tf_todm.training.checkpoints import Checkpointer, TrainState, write_json_atomic
 from tf_todm.training.config import ConfigError, TrainConfig
 from tf_todm.training.progress import ProgressLogger, tensorboard_dir
@@ -320,10 +321,20 @@ class Trainer:
         return summary
 
     def evaluate(self, step: Optional[int] = None) -> dict:
-        """Dev WER (greedy decoding) of the task's evaluation subnets; chief only."""
-        if not self.is_chief or not hasattr(self.task, "evaluate"):
+        """Dev WER (greedy decoding) of the task's evaluation subnets, logged by the chief.
+
+        Other workers return {} without evaluating, except for a model with conv-module BatchNorm:
+        its moving statistics are sync-on-read variables, and reading one outside a replica is a
+        collective across workers, so every worker runs the same evaluation.
+        """
+        if not hasattr(self.task, "evaluate"):
+            return {}
+        collective_reads = self._multi_worker and has_batch_norm(self.task.model)
+        if not self.is_chief and not collective_reads:
             return {}
         results = self.task.evaluate(self.config.eval_max_utterances)
+        if not self.is_chief:
+            return {}
         self.progress.scalars(int(self.state.step.numpy()) if step is None else step, results)
         return results
 
