@@ -44,8 +44,8 @@ flags.DEFINE_integer("conformer_blocks", 4, "Conformer blocks.")
 flags.DEFINE_enum("conformer_ablate", "none", ["none", "attention", "conv"],
                   "Conformer: replace this module's residual branch with zeros in every block (probe-only).")
 flags.DEFINE_bool("conformer_conv1d_frontend", False,
-                  "Conformer: replace ConvSubsampling's convs by the BiLSTM's Conv1D(256, 4, stride 4) + ReLU "
-                  "and a Dense to D (probe-only patch).")
+                  "Conformer: the BiLSTM's front end, 4 stacked frames -> Dense(256) + ReLU -> Dense(D), i.e. "
+                  "TransducerConfig(subsampling='stack', subsampling_channels=256).")
 flags.DEFINE_bool("conformer_conv_batch_norm", False,
                   "Conformer: BatchNorm instead of the conv module's channel LayerNorm after the depthwise conv, "
                   "as in the Conformer paper: TransducerConfig.conv_norm='batch' (probes before 2026-11-21 used a "
@@ -79,7 +79,9 @@ def build(kind: str, vocab_size: int, mean, std):
         encoder = build_encoder(TransducerConfig(
             vocab_size=vocab_size, num_blocks=FLAGS.conformer_blocks, dropout=0.0,
             conv_norm="batch" if FLAGS.conformer_conv_batch_norm else "layer",
-            subsampling_output_scale=FLAGS.conformer_input_scale))
+            subsampling_output_scale=FLAGS.conformer_input_scale,
+            subsampling="stack" if FLAGS.conformer_conv1d_frontend else "conv2d",
+            subsampling_channels=256 if FLAGS.conformer_conv1d_frontend else 64))
         encoder.subsampling.feature_norm.set_statistics(mean, std)
         extra = patch_conformer(encoder)
 
@@ -127,13 +129,6 @@ def patch_conformer(encoder) -> list:
         encoder.build()
         for block in encoder.blocks:
             object.__setattr__(block, FLAGS.conformer_ablate, lambda x, **kwargs: tf.zeros_like(x))
-    if FLAGS.conformer_conv1d_frontend:
-        import keras
-        sub = encoder.subsampling
-        conv = keras.layers.Conv1D(256, 4, strides=4, padding="same", activation="relu")
-        dense = keras.layers.Dense(sub.model_dim)
-        sub.call = lambda features, *args, **kwargs: dense(conv(sub.feature_norm(features))) * sub.output_scale
-        extra += [conv, dense]
     return extra
 
 

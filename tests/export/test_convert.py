@@ -262,13 +262,13 @@ def test_tfmot_rejects_keras3_models_with_recorded_text():
 
 
 def test_batch_norm_conv_module_converts_builtin_only_and_matches_float():
-    """conv_norm="batch" (inference statistics fold into per-channel constants) and a scaled
-    subsampling output: builtin ops only, and the float32 build tracks the TF module."""
+    """conv_norm="batch" (inference statistics fold into per-channel constants), the stacked-frame
+    front end with a scaled output: builtin ops only, and the float32 build tracks the TF module."""
     from tf_todm.export.runtime import LiteRTModel
 
     tf.keras.utils.set_random_seed(3)
     config = tiny_config(chunk_size=2, left_context=4, causal_conv=True, predictor_type="stateless",
-                         dropout=0.0, conv_norm="batch", subsampling_output_scale=3.0)
+                         dropout=0.0, conv_norm="batch", subsampling_output_scale=3.0, subsampling="stack")
     model = Transducer(config)
     for block in model.encoder.blocks:
         block.conv.conv_norm_moving_mean.assign(np.full(block.conv.conv_dim, 0.3, np.float32))

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tf_todm.models.attention import RotarySelfAttention, apply_rotary, attention_mask, rotary_tables
 from tf_todm.models.conv_module import ConvModule, masked_layer_norm
-from tf_todm.models.subsampling import ConvSubsampling, subsampled_lengths
+from tf_todm.models.subsampling import ConvSubsampling, StackSubsampling, subsampled_lengths
 
 RNG = np.random.default_rng(0)
 
@@ -108,3 +108,26 @@ def test_subsampling_and_causal_conv_do_not_see_the_future():
     g[:, 6:] += RNG.normal(size=(1, 3, 12)).astype(np.float32)  # (a constant shift is normalised away)
     np.testing.assert_allclose(conv(h)[:, :6].numpy(), conv(g)[:, :6].numpy(), atol=1e-6)
     assert not np.allclose(conv(h)[:, 6:].numpy(), conv(g)[:, 6:].numpy())
+
+
+def test_stack_subsampling_matches_numpy_and_ignores_padding():
+    sub = StackSubsampling(5, 7, 6, output_scale=3.0)
+    sub.build()
+    mean, std = RNG.normal(size=5), RNG.uniform(0.5, 2.0, size=5)
+    sub.feature_norm.set_statistics(mean, std)
+    x = RNG.normal(size=(2, 10, 5)).astype(np.float32)
+    lengths = np.array([10, 6], np.int32)
+    got = sub(x, lengths).numpy()
+    assert got.shape == (2, 3, 6)
+    for b, n in enumerate(lengths):  # float64 reference, utterance by utterance
+        z = (x[b, :n].astype(np.float64) - mean) / std
+        z = np.concatenate([z, np.zeros((4 * subsampled_lengths(n) - n, 5))]).reshape(-1, 20)
+        h = np.maximum(z @ sub.hidden.kernel.numpy() + sub.hidden.bias.numpy(), 0.0)
+        want = 3.0 * (h @ sub.proj.kernel.numpy() + sub.proj.bias.numpy())
+        np.testing.assert_allclose(got[b, :len(want)], want, atol=1e-4)
+    noisy = x.copy()
+    noisy[1, 6:] = 50.0  # padding content must not reach utterance 1's frames
+    np.testing.assert_allclose(sub(noisy, lengths).numpy()[1, :2], got[1, :2], atol=1e-6)
+    state = sub.init_state(2)
+    streamed = [sub.stream_step(x[:, 4 * c: 4 * c + 4], state)[0].numpy() for c in range(2)]
+    np.testing.assert_allclose(np.concatenate(streamed, 1)[0], got[0, :2], atol=1e-6)

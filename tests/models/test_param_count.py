@@ -10,7 +10,8 @@ from tf_todm.models.testing import tiny_config, tiny_space
 
 @pytest.mark.parametrize("changes", [{}, {"predictor_type": "lstm", "use_ctc_head": False},
                                      {"predictor_context": 3, "conv_kernel_size": 4},
-                                     {"conv_norm": "batch", "subsampling_output_scale": 12.0}])
+                                     {"conv_norm": "batch", "subsampling_output_scale": 12.0},
+                                     {"subsampling": "stack", "subsampling_channels": 11}])
 def test_count_params_equals_extracted_model(changes):
     config = tiny_config(**changes)
     supernet = Transducer(config)

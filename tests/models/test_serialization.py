@@ -15,7 +15,7 @@ from tf_todm.models.conv_module import ConvModule
 from tf_todm.models.feed_forward import FeedForward
 from tf_todm.models.joiner import Joiner
 from tf_todm.models.predictor import LstmPredictor, StatelessPredictor
-from tf_todm.models.subsampling import ConvSubsampling
+from tf_todm.models.subsampling import ConvSubsampling, StackSubsampling
 from tf_todm.models.testing import tiny_batch, tiny_config
 
 RNG = np.random.default_rng(0)
@@ -24,6 +24,8 @@ FEATURES, LENGTHS, LABELS = tiny_batch()
 
 CASES = [
     (ConvSubsampling, dict(input_dim=13, channels=6, model_dim=12), (FEATURES,)),
+    (StackSubsampling, dict(input_dim=13, hidden_dim=7, model_dim=12, output_scale=2.0), (FEATURES, LENGTHS)),
+    (ConvModule, dict(model_dim=12, conv_dim=10, kernel_size=5, norm="batch"), (X,)),
     (FeedForward, dict(model_dim=12, ff_dim=10, dropout_rate=0.1), (X,)),
     (RotarySelfAttention, dict(model_dim=12, num_heads=3, head_dim=4, dropout_rate=0.1), (X,)),
     (ConvModule, dict(model_dim=12, conv_dim=10, kernel_size=5, causal=True), (X,)),
@@ -63,7 +65,8 @@ def test_layer_config_round_trip(cls, kwargs, inputs):
         assert all(np.isfinite(o).all() for o in _flat(layer(*inputs, training=True)))
 
 
-@pytest.mark.parametrize("changes", [{}, {"conv_norm": "batch", "subsampling_output_scale": 3.0}])
+@pytest.mark.parametrize("changes", [{}, {"conv_norm": "batch", "subsampling_output_scale": 3.0,
+                                          "subsampling": "stack"}])
 def test_transducer_keras_save_load(tmp_path, changes):
     model = Transducer(tiny_config(chunk_size=2, left_context=3, **changes))
     for block in model.encoder.blocks:  # non-default statistics must survive the round trip

@@ -9,10 +9,12 @@ from tf_todm.models import Transducer
 from tf_todm.models.testing import F, tiny_config, tiny_space
 
 
-@pytest.mark.parametrize("chunk_size, left_context", [(2, 3), (3, 0), (1, 4)])
-def test_stream_equals_full_sequence(chunk_size, left_context):
+@pytest.mark.parametrize("chunk_size, left_context, subsampling", [(2, 3, "conv2d"), (3, 0, "conv2d"),
+                                                                   (1, 4, "conv2d"), (2, 3, "stack")])
+def test_stream_equals_full_sequence(chunk_size, left_context, subsampling):
     tf.random.set_seed(chunk_size)
-    config = tiny_config(chunk_size=chunk_size, left_context=left_context, causal_conv=True)
+    config = tiny_config(chunk_size=chunk_size, left_context=left_context, causal_conv=True,
+                         subsampling=subsampling)
     model = extract_subnet(Transducer(config), tiny_space(config).sample(np.random.default_rng(chunk_size)))
     num_chunks, batch = 5, 2
     frames = 4 * chunk_size * num_chunks

@@ -28,6 +28,8 @@ def test_one_and_two_replicas_give_the_same_update(tmp_path, optimizer):
     assert keys
     for k in keys:
         np.testing.assert_allclose(two[k], one[k], rtol=1e-4, atol=1e-6, err_msg=k)
-    # The step moved the weights (not a comparison of two untouched initialisations).
-    moved = sum(float(np.abs(one[k] - one["i" + k[1:]]).max()) > 1e-4 for k in keys)
+    # The step moved the weights (not a comparison of two untouched initialisations). ScaledAdam's
+    # first step moves a zero-initialised bias by only lr * param_min_rms (~5e-7), so "moved" is
+    # "changed at all" rather than a fixed threshold.
+    moved = sum(not np.array_equal(one[k], one["i" + k[1:]]) for k in keys)
     assert moved > len(keys) // 2

@@ -249,7 +249,8 @@ class TransducerStreamAdapter:
     """Streaming view of a plain `tf_todm.models.Transducer` (an extracted subnet), built on its
     layers' own `init_state` / `stream_step` (encoder) and `init_state` / `step` (predictor).
 
-    Named encoder states: `offset` [1] int32 (encoder frames done), `subsample_cache_1/2`, then per
+    Named encoder states: `offset` [1] int32 (encoder frames done), `subsample_cache_1/2` (conv2d
+    subsampling only), then per
     block `k_cache_<b>`, `v_cache_<b>`, `conv_cache_<b>`. Predictor states: `lstm_h`/`lstm_c` or
     `context` (stateless predictor). Needs `config.chunk_size`, `left_context` and `causal_conv`.
     """
@@ -268,7 +269,8 @@ class TransducerStreamAdapter:
         self.left_context = int(config.left_context)
         self.encoder_frames_per_chunk = self.chunk_size
         self.feature_frames_per_chunk = 4 * self.chunk_size
-        names = ["offset", "subsample_cache_1", "subsample_cache_2"]
+        self._sub_names = list(model.encoder.subsampling.state_names)
+        names = ["offset", *self._sub_names]
         for b in range(len(model.encoder.blocks)):
             names += [f"k_cache_{b}", f"v_cache_{b}", f"conv_cache_{b}"]
         self._enc_names = names
@@ -293,12 +295,11 @@ class TransducerStreamAdapter:
         """
         encoder = self.model.encoder
         frames_done = tf.reshape(states["offset"], [])
-        x, sub = encoder.subsampling.stream_step(
-            features, (states["subsample_cache_1"], states["subsample_cache_2"]))
+        x, sub = encoder.subsampling.stream_step(features, tuple(states[n] for n in self._sub_names))
         t = int(x.shape[1])
         left = int(self.left_context)
         cache_valid = tf.range(left) >= left - frames_done  # slot j holds frame frames_done - left + j
-        out = {"offset": tf.reshape(frames_done + t, [1]), "subsample_cache_1": sub[0], "subsample_cache_2": sub[1]}
+        out = {"offset": tf.reshape(frames_done + t, [1]), **dict(zip(self._sub_names, sub))}
         for b, block in enumerate(encoder.blocks):
             x, out[f"k_cache_{b}"], out[f"v_cache_{b}"], out[f"conv_cache_{b}"] = _block_step_relative(
                 block, x, states[f"k_cache_{b}"], states[f"v_cache_{b}"], states[f"conv_cache_{b}"], cache_valid)

@@ -12,7 +12,7 @@ from tf_todm.models.conv_module import ConvModule
 from tf_todm.models.elastic import block_subnet, dropout
 from tf_todm.models.feed_forward import FeedForward
 from tf_todm.models.layer_norm import LayerNorm
-from tf_todm.models.subsampling import ConvSubsampling, subsampled_lengths
+from tf_todm.models.subsampling import build_subsampling, subsampled_lengths
 
 
 @keras.saving.register_keras_serializable(package="tf_todm")
@@ -116,8 +116,10 @@ class ConformerEncoder(keras.layers.Layer):
                  conv_dims: Sequence[int], conv_kernel_size: int, causal_conv: bool = False,
                  dropout_rate: float = 0.0, rotary_base: float = 10000.0,
                  chunk_size: Optional[int] = None, left_context: Optional[int] = None,
-                 conv_norm: str = "layer", subsampling_output_scale: float = 1.0, **kwargs):
+                 conv_norm: str = "layer", subsampling_output_scale: float = 1.0,
+                 subsampling: str = "conv2d", **kwargs):
         super().__init__(**kwargs)
+        self.subsampling_kind = subsampling
         self.conv_norm = conv_norm
         self.subsampling_output_scale = float(subsampling_output_scale)
         self.input_dim = input_dim
@@ -133,8 +135,8 @@ class ConformerEncoder(keras.layers.Layer):
         self.rotary_base = rotary_base
         self.chunk_size = chunk_size
         self.left_context = left_context
-        self.subsampling = ConvSubsampling(input_dim, subsampling_channels, model_dim,
-                                           output_scale=self.subsampling_output_scale, name="subsampling")
+        self.subsampling = build_subsampling(subsampling, input_dim, subsampling_channels, model_dim,
+                                             self.subsampling_output_scale)
         self.blocks = [
             ConformerBlock(model_dim, ff, heads, head_dim, conv, conv_kernel_size, causal_conv,
                            dropout_rate, rotary_base, conv_norm=conv_norm, name=f"block_{i}")
@@ -151,7 +153,7 @@ class ConformerEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, features, feature_lengths, subnet=None, training=False):
-        x = self.subsampling(features)
+        x = self.subsampling(features, feature_lengths)
         x = dropout(x, self.dropout_rate if subnet is None else subnet["dropout_rate"], training)
         lengths = subsampled_lengths(tf.cast(feature_lengths, tf.int32))
         max_length = tf.shape(x)[1]
@@ -178,12 +180,13 @@ class ConformerEncoder(keras.layers.Layer):
                              f"(got {self.chunk_size}, {self.left_context}, {self.causal_conv})")
 
     def init_state(self, batch_size: int):
-        """Zero streaming state, a flat tuple of 3 + 3L tensors:
+        """Zero streaming state, a flat tuple of 1 + S + 3L tensors (S = subsampling states):
 
         state[0]  frames_done int32 []: encoder frames emitted so far (rotary offset, cache validity)
+        "conv2d" subsampling (S = 2; "stack" has none):
         state[1]  subsampling conv1 input cache f32 [B, 2, F, 1]
         state[2]  subsampling conv2 input cache f32 [B, 2, F1, subsampling_channels], F1 = (F-3)//2+1
-        per block i, state[3+3i : 6+3i]:
+        per block i, state[1+S+3i : 4+S+3i]:
                   key cache   f32 [B, left_context, H_i, head_dim] (keys already rotated)
                   value cache f32 [B, left_context, H_i, head_dim]
                   conv cache  f32 [B, conv_kernel_size - 1, C_i] (GLU outputs)
@@ -201,14 +204,15 @@ class ConformerEncoder(keras.layers.Layer):
         """
         self._check_streaming()
         frames_done = state[0]
-        x, sub_state = self.subsampling.stream_step(features, (state[1], state[2]))
+        first = 1 + len(self.subsampling.state_names)
+        x, sub_state = self.subsampling.stream_step(features, tuple(state[1:first]))
         t = tf.shape(x)[1]
         positions = frames_done + tf.range(t)
         left = self.left_context
         cache_valid = tf.range(left) >= left - frames_done  # slot j holds frame frames_done - left + j
         new_state = [frames_done + t, *sub_state]
         for i, block in enumerate(self.blocks):
-            block_state = tuple(state[3 + 3 * i: 6 + 3 * i])
+            block_state = tuple(state[first + 3 * i: first + 3 + 3 * i])
             x, block_state = block.stream_step(x, block_state, positions, cache_valid)
             new_state.extend(block_state)
         return x, tuple(new_state)
@@ -221,5 +225,5 @@ class ConformerEncoder(keras.layers.Layer):
                       conv_kernel_size=self.conv_kernel_size, causal_conv=self.causal_conv,
                       dropout_rate=self.dropout_rate, rotary_base=self.rotary_base,
                       chunk_size=self.chunk_size, left_context=self.left_context, conv_norm=self.conv_norm,
-                      subsampling_output_scale=self.subsampling_output_scale)
+                      subsampling_output_scale=self.subsampling_output_scale, subsampling=self.subsampling_kind)
         return config

@@ -38,7 +38,10 @@ def count_params(config: TransducerConfig, subnet_config: Optional[SubnetConfig]
         predictor_dim, joiner_dim = subnet_config.predictor_dim, subnet_config.joiner_dim
     d, v, cs = config.model_dim, config.vocab_size, config.subsampling_channels
     total = 2 * config.input_dim  # feature normalisation mean and std (constants, counted: they ship)
-    total += (9 * cs + cs) + (9 * cs * cs + cs) + _dense(config.subsampled_freq_dim() * cs, d)
+    if config.subsampling == "stack":
+        total += _dense(4 * config.input_dim, cs) + _dense(cs, d)
+    else:
+        total += (9 * cs + cs) + (9 * cs * cs + cs) + _dense(config.subsampled_freq_dim() * cs, d)
     for ff, heads, conv in dims:
         total += block_params(d, ff, heads, config.resolved_head_dim, conv, config.conv_kernel_size,
                               config.conv_norm)

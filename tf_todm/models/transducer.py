@@ -22,7 +22,8 @@ def build_encoder(config: TransducerConfig) -> ConformerEncoder:
         conv_kernel_size=config.conv_kernel_size, causal_conv=config.causal_conv,
         dropout_rate=config.dropout, rotary_base=config.rotary_base, chunk_size=config.chunk_size,
         left_context=config.left_context, conv_norm=config.conv_norm,
-        subsampling_output_scale=config.subsampling_output_scale, name="encoder")
+        subsampling_output_scale=config.subsampling_output_scale, subsampling=config.subsampling,
+        name="encoder")
 
 
 def build_predictor(config: TransducerConfig):

@@ -85,7 +85,8 @@ def macs_breakdown(model_config: Any, subnet: SubnetConfig, *, utterance_s: floa
     Counted (matrix products and convolutions; norms, activations, softmax, rotary ignored):
       * front end (not elastic): Conv2D 3x3/2 (1 -> C) at 50 frames/s over (F-3)//2+1 bins,
         Conv2D 3x3/2 (C -> C) at 25 frames/s over F'' bins, Linear(C·F'' -> D); C =
-        `subsampling_channels`.
+        `subsampling_channels`; with subsampling="stack": Linear(4F -> C) and Linear(C -> D) at
+        25 frames/s.
       * per running encoder block at 25 frames/s: two macaron FFNs (D -> ff -> D); MHSA with
         h heads of width `head_dim` (Q, K, V, output projections, plus 2·h·head_dim·L for scores
         and weighted sum over L keys, see `_attention_context`); conv module (pointwise
@@ -111,6 +112,8 @@ def macs_breakdown(model_config: Any, subnet: SubnetConfig, *, utterance_s: floa
     f1 = (f_in - 3) // 2 + 1
     f2 = (f1 - 3) // 2 + 1
     frontend = (FEATURE_FRAMES_PER_S / 2) * f1 * 9 * c + enc_rate * f2 * 9 * c * c + enc_rate * c * f2 * d
+    if getattr(model_config, "subsampling", "conv2d") == "stack":
+        frontend = enc_rate * (4 * f_in * c + c * d)
 
     context = _attention_context(model_config, utterance_s)
     per_frame = 0.0
