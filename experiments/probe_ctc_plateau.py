@@ -213,6 +213,9 @@ def main(argv):
     def write(curve):
         settings = {name: FLAGS[name].value for name in SETTINGS}
         settings["vocab_size"] = tokenizer.vocab_size
+        # the Conformer's BatchNorm and stacked front end are TransducerConfig options (earlier JSONs
+        # lack this key: they came from probe-only patches, see workspace_results)
+        settings["implementation"] = "library"
         with open(out, "w") as f:
             json.dump({"settings": settings, "curve": curve}, f, indent=1)
 

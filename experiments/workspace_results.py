@@ -104,12 +104,18 @@ def probe_command(name: str, settings: dict) -> str:
     return f"python -m experiments.probe_ctc_plateau {' '.join(flags_)} --output_json=artifacts/probe/{name}.json"
 
 
+def _patched(settings: dict) -> bool:
+    """A probe of the Conformer's BatchNorm / Conv1D front end made before they were library options."""
+    return ("implementation" not in settings and settings["encoder"] == "conformer"
+            and (settings.get("conformer_conv_batch_norm") or settings.get("conformer_conv1d_frontend")))
+
+
 def _variant(settings: dict) -> str:
     changed = [f"{k}={v}" for k, v in settings.items()
                if k in _PROBE_DEFAULTS and k != "dev_manifest" and v != _PROBE_DEFAULTS[k]]
     if settings["train_manifest"] != CORPUS_TRAIN:
         changed.append(f"train_manifest={settings['train_manifest']}")
-    return ", ".join(changed) or "-"
+    return (", ".join(changed) or "-") + (" (patch*)" if _patched(settings) else "")
 
 
 @section("CTC plateau probes (how many steps to leave the blank plateau)", "probe/plateau_*.json",
@@ -132,7 +138,10 @@ def plateau_probes(runs: dict):
     rows += ["", "Loss is the CTC loss per label token, averaged over the steps since the previous point (100, or 250-500 "
              "for the long probes; ln 30 = 3.40 "
              "is a uniform guess; ~2.8 is the blank-plus-unigram plateau). A probe whose last point is before its "
-             "--steps was stopped early; its JSON holds every point up to then. Commands:"]
+             "--steps was stopped early; its JSON holds every point up to then. (patch*): made before commit "
+             "7fbf23b by probe-only patches: a Keras BatchNormalization whose statistics included padded frames, "
+             "and a Conv1D front end with 'same' padding; the commands below now run the library options "
+             "(conv_norm='batch' with padding excluded, subsampling='stack'). Commands:"]
     rows += [f"- `{probe_command(name, d['settings'])}`" for name, d in sorted(runs.items())]
     rows += ["", "The clean corpus of the `_clean` probes (no noise, no reverb) was made with "
              "`tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', hours=0.5, seed=0, "
