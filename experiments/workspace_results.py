@@ -149,6 +149,38 @@ def plateau_probes(runs: dict):
     return rows
 
 
+section("Same, previous encoder (Conv2D front end, LayerNorm conv module; single_45min.cfg at 752162d)",
+        "single_45min_try2/eval_test.json",
+        "git checkout 752162d && python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+        "--out_dir=artifacts/single_45min_try2 (12 min, then resumed from ckpt-1200 with --max_train_minutes=33) "
+        "&& python -m experiments.evaluate_run --run_dir=artifacts/single_45min_try2 "
+        "--manifest=artifacts/corpus/test.jsonl --output_json=artifacts/single_45min_try2/eval_test.json")(single_model)
+
+
+@section("Issue-3 recipe A/B/C: previous encoder, then BatchNorm + sqrt(D) + stacked front end with "
+         "ScaledAdam (stopped at step ~2100) and with Adam (same data order)",
+         "compare/single_45min.json",
+         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_try2,"
+         "artifacts/single_45min_try3_scaled_adam,artifacts/single_45min "
+         "--names=conv2d_layernorm_scaledadam,stack_batchnorm_scaledadam,stack_batchnorm_adam "
+         "--output_json=artifacts/compare/single_45min.json")
+def recipe_ab(d):
+    names = list(d["runs"])
+    tags = d["tags"]
+    rows = ["| steps | " + " | ".join(f"{t} {n}" for t in tags for n in names) + " |",
+            "|---|" + "---|" * (len(tags) * len(names))]
+    curves = {(t, n): {p["step"]: p["mean"] for p in d["runs"][n]["curves"][t]} for t in tags for n in names}
+    last = max(d["runs"][n]["last_step"] for n in names)
+    w = d["window"]
+    for step in range(5 * w, last + 1, 5 * w):
+        cells = [curves[t, n].get(step) for t in tags for n in names]
+        rows.append(f"| {step - w + 1}-{step} | " + " | ".join("" if c is None else f"{c:.1f}" for c in cells) + " |")
+    return rows + ["", f"{w}-step means every {5 * w} steps of losses per utterance (summed over its tokens); all "
+                   "runs read the same batches in the same order, so each row compares like for like (a blank cell: "
+                   "that run had stopped). Plot: "
+                   "`artifacts/compare/single_45min.png`."]
+
+
 @section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",
          "python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
          "--tokenizer=artifacts/single_45min/tokenizer.model --out_dir=/tmp/ab/adam_full --train=optimizer=adam "
