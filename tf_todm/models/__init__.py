@@ -9,9 +9,11 @@ Public API:
   adaptive_dropout_rate                                (adaptive_dropout.py)
   sort_by_importance                                   (importance.py)
   subsampled_lengths                                   (subsampling.py)
+  recalibrate_batch_norm, has_batch_norm               (batch_norm_calibration.py)
 """
 
 from tf_todm.models.adaptive_dropout import adaptive_dropout_rate
+from tf_todm.models.batch_norm_calibration import has_batch_norm, recalibrate_batch_norm
 from tf_todm.models.config import ConfigError, TransducerConfig, search_space
 from tf_todm.models.elastic import SubnetError, encode_subnet, validate_subnet
 from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
@@ -22,4 +24,5 @@ from tf_todm.models.transducer import Transducer
 
 __all__ = ["TransducerConfig", "ConfigError", "search_space", "SubnetConfig", "SearchSpace",
            "encode_subnet", "validate_subnet", "SubnetError", "Transducer", "count_params",
-           "adaptive_dropout_rate", "sort_by_importance", "subsampled_lengths"]
+           "adaptive_dropout_rate", "sort_by_importance", "subsampled_lengths", "recalibrate_batch_norm",
+           "has_batch_norm"]
