@@ -181,6 +181,19 @@ def recipe_ab(d):
                    "`artifacts/compare/single_45min.png`."]
 
 
+@section("Issue-3 run: dev WER during training (60 dev utterances, greedy)", "compare/single_45min_dev_wer.json",
+         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min --names=stack_batchnorm_adam "
+         "--tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_dev_wer.json")
+def dev_wer_curve(d):
+    rows = ["| run | " + " | ".join(f"step {p['step']}" for p in next(iter(d["runs"].values()))["curves"]["dev_wer/model"])
+            + " |"]
+    rows.append("|---|" + "---|" * (len(rows[0].split("|")) - 3))
+    for name, run in d["runs"].items():
+        rows.append(f"| {name} | " + " | ".join(pct(p["mean"]) for p in run["curves"]["dev_wer/model"]) + " |")
+    return rows + ["", "Each cell is the evaluation inside that 600-step window (the last one is the final "
+                   "evaluation at the step the 45 minutes ran out)."]
+
+
 @section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",
          "python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
          "--tokenizer=artifacts/single_45min/tokenizer.model --out_dir=/tmp/ab/adam_full --train=optimizer=adam "
