@@ -25,3 +25,14 @@ def test_transcribe_keeps_order_and_decodes_ids(tmp_path):
     assert seen == [4, 2]
     assert refs == TEXTS
     assert hyps == [TEXTS[0], "", TEXTS[2], TEXTS[3], TEXTS[4], ""]
+
+
+def test_hypotheses_have_whitespace_runs_collapsed():
+    """A barely trained model's consecutive word-boundary pieces decode to extra spaces; hypotheses
+    follow the metrics' whitespace convention, so the written text is what is scored."""
+    class SpacedTokenizer:  # decode as SentencePiece does for ["▁", "▁turn", "▁", "▁on", "▁"]
+        def decode(self, ids):
+            return "  turn  on "
+
+    refs, hyps = transcribe([{"text": tf.constant([b"turn on"])}], SpacedTokenizer(), lambda batch: [[5, 6]])
+    assert refs == ["turn on"] and hyps == ["turn on"]
