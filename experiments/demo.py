@@ -63,17 +63,6 @@ def train_supernet(run_dir: str, train_utts, dev_utts, tokenizer) -> dict:
                         dev_utterances=dev_utts, tokenizer=tokenizer)
 
 
-def calibration_batches(model, train_utts, tokenizer):
-    """Training batches that re-estimate a BatchNorm supernet's statistics per subnet (search and
-    extraction); None when the model has no BatchNorm."""
-    from tf_todm.data.pipeline import make_dataset
-    from tf_todm.models.batch_norm_calibration import has_batch_norm
-    if not has_batch_norm(model):
-        return None
-    return list(make_dataset(train_utts[: 8 * FLAGS.batch_size], tokenizer, batch_size=FLAGS.batch_size,
-                             training=False, seed=FLAGS.seed))
-
-
 def run_search(model, tokenizer, dev_utts, out_dir: str, calibration=None):
     from tf_todm.data.pipeline import make_dataset
     from tf_todm.models.config import search_space
@@ -227,7 +216,8 @@ def run() -> dict:
     t = time.time()
     from tf_todm.training.restore import load_trained_model
     model = load_trained_model(run_dir)
-    calibration = calibration_batches(model, train_utts, tokenizer)
+    from tf_todm.models.batch_norm_calibration import calibration_batches, has_batch_norm
+    calibration = calibration_batches(train_utts, tokenizer, FLAGS.batch_size) if has_batch_norm(model) else None
     results = run_search(model, tokenizer, dev_utts, out_dir, calibration)
     timings["search_s"] = time.time() - t
 

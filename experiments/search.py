@@ -91,8 +91,8 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
         dataset = make_dataset(utterances, tokenizer, batch_size=batch_size, training=False, seed=seed)
         calibration = None
         if calibration_manifest:
-            calibration = make_dataset(read_manifest(calibration_manifest)[: 8 * batch_size], tokenizer,
-                                       batch_size=batch_size, training=False, seed=seed)
+            from tf_todm.models.batch_norm_calibration import calibration_batches
+            calibration = calibration_batches(read_manifest(calibration_manifest), tokenizer, batch_size)
         evaluator = SupernetWerEvaluator(model, dataset, tokenizer, calibration_dataset=calibration)
     else:
         raise ValueError(f"unknown evaluator {kind!r}, expected supernet|toy")

@@ -17,6 +17,8 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tf_todm.models.elastic import prefix_mask
+
 
 def batch_norm_modules(model) -> list:
     """(block index, `ConvModule`) of every encoder block whose conv module has norm="batch"."""
@@ -25,6 +27,15 @@ def batch_norm_modules(model) -> list:
 
 def has_batch_norm(model) -> bool:
     return bool(batch_norm_modules(model))
+
+
+def calibration_batches(utterances, tokenizer, batch_size: int = 16, num_batches: int = 8) -> list[dict]:
+    """The first `num_batches * batch_size` (training) utterances as `{"features", "feature_lengths"}`
+    batches in manifest order, without augmentation: what `recalibrate_batch_norm` re-estimates from."""
+    from tf_todm.data.pipeline import make_dataset
+    dataset = make_dataset(list(utterances)[: num_batches * batch_size], tokenizer, batch_size=batch_size,
+                           training=False, specaugment=False)
+    return [{k: batch[k] for k in ("features", "feature_lengths")} for batch in dataset]
 
 
 @contextlib.contextmanager
@@ -85,7 +96,7 @@ def recalibrate_batch_norm(model, batches: Iterable[dict], subnet: Optional[dict
             mean, variance = pool_moments(module.moment_sink)
             mask = np.ones(module.conv_dim)
             if subnet is not None:
-                mask = (np.arange(module.conv_dim) < int(np.asarray(subnet["conv_dim"])[index])).astype(np.float64)
+                mask = prefix_mask(subnet["conv_dim"][index], module.conv_dim).numpy().astype(np.float64)
             old_mean = module.conv_norm_moving_mean.numpy()
             old_variance = module.conv_norm_moving_variance.numpy()
             module.conv_norm_moving_mean.assign((mask * mean + (1 - mask) * old_mean).astype(np.float32))

@@ -14,8 +14,8 @@ import keras
 import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
-from tf_todm.models.batch_norm_calibration import (has_batch_norm, preserved_batch_norm_statistics,
-                                                    recalibrate_batch_norm)
+from tf_todm.models.batch_norm_calibration import (calibration_batches, has_batch_norm,
+                                                    preserved_batch_norm_statistics, recalibrate_batch_norm)
 from tf_todm.models.config import TransducerConfig, search_space as default_search_space
 from tf_todm.models.elastic import encode_subnet
 from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
@@ -350,17 +350,10 @@ class TransducerTask:
         return results
 
     def calibration_batches(self, num_batches: int = 8, batch_size: int = 16) -> list:
-        """Training batches (no augmentation, fixed order) for re-estimating a BatchNorm supernet's
-        statistics per subnet; [] when the model has no BatchNorm."""
-        import itertools
-
-        from tf_todm.data.pipeline import make_dataset
+        """Training batches (`batch_norm_calibration.calibration_batches`, built once) for re-estimating a
+        BatchNorm supernet's statistics per subnet; [] when the model has no BatchNorm."""
         if not has_batch_norm(self.model) or not self.train_utterances:
             return []
-        if self._calibration is not None:
-            return self._calibration
-        dataset = make_dataset(self.train_utterances[: num_batches * batch_size], self.tokenizer,
-                               batch_size=batch_size, training=False, seed=0, specaugment=False)
-        self._calibration = [{k: b[k] for k in ("features", "feature_lengths")}
-                             for b in itertools.islice(dataset, num_batches)]
+        if self._calibration is None:
+            self._calibration = calibration_batches(self.train_utterances, self.tokenizer, batch_size, num_batches)
         return self._calibration
