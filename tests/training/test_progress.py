@@ -13,6 +13,11 @@ def test_format_duration_and_eta():
     assert format_duration(math.inf) == "?"
     assert eta_seconds(10, 110, 4.0) == pytest.approx(25.0)
     assert math.isinf(eta_seconds(10, None, 4.0)) and math.isinf(eta_seconds(10, 100, 0.0))
+    # A wall-clock limit (max_train_minutes) caps the ETA when it comes before the last step.
+    assert eta_seconds(10, 75_500, 2.0, seconds_to_deadline=600.0) == pytest.approx(600.0)
+    assert eta_seconds(10, 110, 4.0, seconds_to_deadline=600.0) == pytest.approx(25.0)
+    assert eta_seconds(10, None, 0.0, seconds_to_deadline=90.0) == pytest.approx(90.0)
+    assert eta_seconds(10, 110, 4.0, seconds_to_deadline=-5.0) == 0.0
 
 
 def test_logger_writes_tensorboard_events(tmp_path):

@@ -111,3 +111,25 @@ def test_non_finite_steps_are_skipped_counted_and_stop_the_run(trainer):
     with pytest.raises(NonFiniteLossError, match="2 consecutive steps"):
         trainer.train_step(make_batch(12, nan=True), trainer.task.subnets_for_step(3))
     assert trainer.trace_count == 1
+
+
+def test_largest_only_warm_up_then_sandwich_with_two_traces(tmp_path):
+    config = TrainConfig(loss="exact", supernet=True, num_random_subnets=1, batch_size=3,
+                         optimizer="adam", base_lr=0.01, warmup_batches=0, dropout_max=0.0,
+                         largest_only_steps=2)
+    task = TransducerTask(MODEL, config)
+    largest = task.space.largest()
+    assert task.subnet_configs_for_step(0) == [largest] == task.subnet_configs_for_step(1)
+    assert task.subnet_configs_for_step(2) == sandwich.sample_sandwich(task.space, 0, 2, 1)
+    trainer = Trainer(task, config, str(tmp_path / "run"))
+    scalar_names = []
+    for step in range(4):
+        scalars, applied = trainer.train_step(make_batch(step), task.subnets_for_step(step))
+        assert applied
+        scalar_names.append(sorted(k for k in scalars if k.endswith("/loss")))
+    # Warm-up steps report the largest subnet alone, sandwich steps every subnet; one trace each.
+    assert scalar_names[0] == scalar_names[1] == ["largest/loss"]
+    assert scalar_names[2] == ["largest/loss", "random0/loss", "smallest/loss"]
+    assert trainer.trace_count == 2
+    with pytest.raises(Exception, match="largest_only_steps"):
+        TrainConfig(largest_only_steps=-1)

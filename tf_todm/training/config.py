@@ -44,6 +44,9 @@ class TrainConfig:
       ctc_weight: weight of an auxiliary CTC loss on the encoder (0 = off; needs the CTC head).
       supernet: sandwich-rule supernet training (else only the full model is trained).
       num_random_subnets: k random subnets per step besides the largest and smallest.
+      largest_only_steps: the first N optimizer steps train only the largest subnet on the
+        labels (no students), so the in-place teacher has left the blank plateau before it
+        distils; 0 = sandwich from the first step.
       kd_weight: weight of the alpha-divergence to the largest subnet for sampled subnets.
       label_loss_weight: weight of the label (RNN-T) loss for sampled subnets.
       alpha_min / alpha_max / iw_clip: adaptive alpha-divergence settings (AlphaNet).
@@ -81,6 +84,7 @@ class TrainConfig:
     ctc_weight: float = 0.0
     supernet: bool = True
     num_random_subnets: int = 2
+    largest_only_steps: int = 0
     kd_weight: float = 1.0
     label_loss_weight: float = 0.5
     alpha_min: float = -1.0
@@ -111,7 +115,8 @@ class TrainConfig:
                      "log_every_steps", "max_checkpoints_to_keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "batch_size", "num_random_subnets", "checkpoint_every_steps",
+        for name in ("max_steps", "batch_size", "num_random_subnets", "largest_only_steps",
+                     "checkpoint_every_steps",
                      "eval_every_steps", "eval_max_utterances", "max_train_minutes", "kd_weight",
                      "label_loss_weight", "ctc_weight", "simple_loss_scale", "clipping_scale"):
             if getattr(self, name) < 0:

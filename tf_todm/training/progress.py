@@ -25,11 +25,14 @@ def format_duration(seconds: float) -> str:
     return f"{s}s"
 
 
-def eta_seconds(steps_done: int, total_steps: Optional[int], steps_per_second: float) -> float:
-    """Seconds left at the current rate; inf when the total or the rate is unknown."""
-    if not total_steps or steps_per_second <= 0:
-        return math.inf
-    return max(0, total_steps - steps_done) / steps_per_second
+def eta_seconds(steps_done: int, total_steps: Optional[int], steps_per_second: float,
+                seconds_to_deadline: float = math.inf) -> float:
+    """Seconds left: the steps left at the current rate, or the time to a wall-clock deadline
+    if that comes first; inf when neither is known."""
+    by_steps = math.inf
+    if total_steps and steps_per_second > 0:
+        by_steps = max(0, total_steps - steps_done) / steps_per_second
+    return min(by_steps, max(0.0, seconds_to_deadline))
 
 
 class ProgressLogger:
@@ -57,6 +60,11 @@ class ProgressLogger:
         self._window_steps = 0
         self._window_audio_seconds = 0.0
         self.last_rates = {"steps_per_second": 0.0, "audio_seconds_per_second": 0.0}
+        self.deadline = math.inf  # time.perf_counter() value of a wall-clock stop, if any
+
+    def set_deadline(self, perf_counter_deadline: float) -> None:
+        """The ETA then also counts down to this `time.perf_counter()` value (max_train_minutes)."""
+        self.deadline = perf_counter_deadline
 
     def update(self, step: int, audio_seconds: float, scalars: Mapping[str, float]) -> None:
         """Call once per processed batch with the global step after it and its audio seconds."""
@@ -86,7 +94,7 @@ class ProgressLogger:
         total = f"/{self.total_steps}" if self.total_steps else ""
         logging.info("step %d%s %s | %.2f steps/s %.1f audio-s/s | elapsed %s ETA %s",
                      step, total, values, sps, aps, format_duration(now - self._t0),
-                     format_duration(eta_seconds(step, self.total_steps, sps)))
+                     format_duration(eta_seconds(step, self.total_steps, sps, self.deadline - now)))
 
     def scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         """Writes extra scalars (e.g. dev WER) and logs them."""

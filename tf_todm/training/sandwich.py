@@ -61,7 +61,7 @@ def sandwich_gradients(compute_losses: Callable, variables, batch: dict, subnets
       (grads aligned with `variables`, scalars) where scalars holds "loss" (sum over subnets) and
       `"<name>/<key>"` per subnet ("largest", "random<i>", "smallest").
     """
-    names = _subnet_names(len(subnets))
+    names = _subnet_names(subnets)
     total_grads = None
     scalars = {}
     teacher = None
@@ -81,7 +81,10 @@ def sandwich_gradients(compute_losses: Callable, variables, batch: dict, subnets
     return total_grads, scalars
 
 
-def _subnet_names(n: int) -> list[str]:
+def _subnet_names(subnets: Sequence) -> list[str]:
+    """Scalar prefixes: "model" for the plain full model (`[None]`), else "largest" first (also
+    alone, in a supernet's largest-only warm-up, so its curve continues), "random<i>", "smallest"."""
+    n = len(subnets)
     if n == 1:
-        return ["model"]
+        return ["model" if subnets[0] is None else "largest"]
     return ["largest"] + [f"random{i}" for i in range(n - 2)] + ["smallest"]

@@ -198,7 +198,10 @@ class TransducerTask:
                              layer_drop_rate=layer_drop)
 
     def subnet_configs_for_step(self, step: int) -> list[SubnetConfig]:
+        """`[largest]` during the first `largest_only_steps`, then the sandwich of the step."""
         cfg = self.config
+        if step < cfg.largest_only_steps:
+            return [self.space.largest()]
         return sandwich.sample_sandwich(self.space, cfg.seed, step, cfg.num_random_subnets)
 
     def subnets_for_step(self, step: int) -> list:

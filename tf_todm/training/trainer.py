@@ -138,7 +138,8 @@ class Trainer:
             write_json_atomic(os.path.join(out_dir, "config.json"), full)
         self.progress = ProgressLogger(tensorboard_dir(out_dir) if self.is_chief else None,
                                        self.total_steps, config.log_every_steps, self.is_chief)
-        self._train_step = None
+        self._train_steps: dict = {}  # traced step per number of subnets (sandwich / largest only)
+        self._batch_spec = None
         self._consecutive_nonfinite = 0
         self.step_delay_seconds = 0.0  # testing aid: sleep after each step (kill/resume tests)
 
@@ -177,15 +178,25 @@ class Trainer:
 
         return tf.function(step_fn, input_signature=input_signature, autograph=False)
 
+    def _step_function(self, subnets):
+        """The traced step for this number of subnets: one trace for the sandwich (subnets enter
+        as tensors) and one more if `largest_only_steps` trains the largest subnet alone first."""
+        key = len(subnets)
+        if key not in self._train_steps:
+            signature = None
+            if self._batch_spec is not None:
+                signature = (self._batch_spec,
+                             tf.nest.map_structure(tf.TensorSpec.from_tensor, subnets))
+            self._train_steps[key] = self._build_train_step(signature)
+        return self._train_steps[key]
+
     def train_step(self, batch, subnets) -> tuple[dict, bool]:
         """Runs one (distributed) step; returns (scalars as floats, applied?).
 
         A non-finite loss or gradient skips the update (weights and optimizer untouched) and is
         counted; `max_consecutive_nonfinite` skips in a row raise `NonFiniteLossError`.
         """
-        if self._train_step is None:
-            self._train_step = self._build_train_step()
-        scalars, applied = self._train_step(batch, subnets)
+        scalars, applied = self._step_function(subnets)(batch, subnets)
         applied = bool(applied.numpy())
         scalars = {k: float(v.numpy()) for k, v in scalars.items()}
         if applied:
@@ -255,6 +266,7 @@ class Trainer:
             logging.info("resumed from %s at %s", restored, self.state.as_dict())
         t_start = time.perf_counter()
         deadline = t_start + cfg.max_train_minutes * 60 if cfg.max_train_minutes else math.inf
+        self.progress.set_deadline(deadline)
         steps_this_call = 0
         stopped_by = "epochs"
         last_saved = int(self.state.step.numpy())
@@ -264,10 +276,7 @@ class Trainer:
             epoch = int(self.state.epoch.numpy())
             skip = int(self.state.batch_in_epoch.numpy())
             iterator = iter(self._distributed_epoch(epoch, skip))
-            if self._train_step is None:
-                self._train_step = self._build_train_step(
-                    (iterator.element_spec, tf.nest.map_structure(
-                        tf.TensorSpec.from_tensor, self.task.subnets_for_step(0))))
+            self._batch_spec = iterator.element_spec
             for _ in range(skip, self.steps_per_epoch):
                 step = int(self.state.step.numpy())
                 if cfg.max_steps and step >= cfg.max_steps:
