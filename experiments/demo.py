@@ -39,6 +39,9 @@ flags.DEFINE_integer("latency_samples", 8, "Subnets whose LiteRT latency is meas
                      "latency model used during the search (0: no latency).")
 flags.DEFINE_list("phone_modes", ["float32", "dynamic_int8", "full_int8"],
                   "Quantization modes exported for phone budgets.")
+flags.DEFINE_float("int16x8_when_int8_ratio", 1.05,
+                   "Phone budgets: also export and evaluate int16x8 (int16 activations, int8 weights) "
+                   "when the full-int8 test WER exceeds this multiple of the float32 WER (0: never).")
 flags.DEFINE_integer("max_test_utterances", 0, "Evaluate on the first N test utterances (0 = all).")
 
 
@@ -107,7 +110,7 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
     import numpy as np
     from tf_todm.data.audio import load_audio
     from tf_todm.export.bundle import export_bundle
-    from tf_todm.export.evaluate import evaluate_tflite
+    from tf_todm.export.evaluate import needs_int16x8
     from tf_todm.export.extract import extract_subnet
 
     rng = np.random.default_rng(0)
@@ -124,26 +127,45 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
         bundle_dir = os.path.join(out_dir, "bundles", name)
         sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=modes,
                                  representative_audios=calib, target=target, subnet_config=subnet)
-        for side in sidecars:
-            tflite_path = os.path.join(bundle_dir, side["model_file"])
-            metrics = evaluate_tflite(tflite_path, test)
-            mcu = side.get("mcu") or {}
-            rows.append({
-                "name": f"{name}.{side['quantization']}", "budget": name,
-                "tflite": os.path.relpath(tflite_path, out_dir),
-                "sidecar": os.path.relpath(tflite_path[: -len(".tflite")] + ".json", out_dir),
-                "target": target, "quantization": side["quantization"],
-                "params": int(extracted.count_params()),
-                "size_bytes": int(metrics["model_bytes"]), "frontend_bytes": int(metrics["frontend_bytes"]),
-                "wer": metrics["wer"], "cer": metrics["cer"], "wer_per_domain": metrics["wer_by_domain"],
-                "rtf": metrics["rtf"], "latency_ms_median": metrics["latency_ms_median"],
-                "latency_ms_p90": metrics["latency_ms_p90"], "chunk_ms": metrics["chunk_ms"],
-                "peak_memory_bytes": metrics.get("peak_memory_bytes"),
-                "mcu": {sig: {k: v for k, v in info.items() if k != "sample"} for sig, info in mcu.items()},
-                "search_dev_wer": result.best.wer, "subnet": subnet.to_dict(),
-            })
-            print(f"  {rows[-1]['name']:<28} WER {100 * metrics['wer']:6.2f}%  RTF {metrics['rtf']:.4f}",
+        budget_rows = _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir)
+        wers = {r["quantization"]: r["wer"] for r in budget_rows}
+        if target == "phone" and needs_int16x8(wers, FLAGS.int16x8_when_int8_ratio):
+            print(f"  {name}: full-int8 WER {100 * wers['full_int8']:.2f}% > "
+                  f"{FLAGS.int16x8_when_int8_ratio} x float32 {100 * wers['float32']:.2f}%: adding int16x8",
                   flush=True)
+            sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=("int16x8",),
+                                     representative_audios=calib, target=target, subnet_config=subnet)
+            budget_rows += _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir)
+        rows += budget_rows
+    return rows
+
+
+def _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir) -> list:
+    """On-device evaluation (LiteRT, streaming) of each exported mode: one report row per model."""
+    from tf_todm.export.evaluate import evaluate_tflite
+    name, subnet = result.budget.name, result.best.config
+    target = "mcu" if name.startswith("mcu") else "phone"
+    rows = []
+    for side in sidecars:
+        tflite_path = os.path.join(bundle_dir, side["model_file"])
+        metrics = evaluate_tflite(tflite_path, test)
+        mcu = side.get("mcu") or {}
+        rows.append({
+            "name": f"{name}.{side['quantization']}", "budget": name,
+            "tflite": os.path.relpath(tflite_path, out_dir),
+            "sidecar": os.path.relpath(tflite_path[: -len(".tflite")] + ".json", out_dir),
+            "target": target, "quantization": side["quantization"],
+            "params": int(extracted.count_params()),
+            "size_bytes": int(metrics["model_bytes"]), "frontend_bytes": int(metrics["frontend_bytes"]),
+            "wer": metrics["wer"], "cer": metrics["cer"], "wer_per_domain": metrics["wer_by_domain"],
+            "rtf": metrics["rtf"], "latency_ms_median": metrics["latency_ms_median"],
+            "latency_ms_p90": metrics["latency_ms_p90"], "chunk_ms": metrics["chunk_ms"],
+            "peak_memory_bytes": metrics.get("peak_memory_bytes"),
+            "mcu": {sig: {k: v for k, v in info.items() if k != "sample"} for sig, info in mcu.items()},
+            "search_dev_wer": result.best.wer, "subnet": subnet.to_dict(),
+        })
+        print(f"  {rows[-1]['name']:<28} WER {100 * metrics['wer']:6.2f}%  RTF {metrics['rtf']:.4f}",
+              flush=True)
     return rows
 
 

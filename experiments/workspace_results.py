@@ -31,7 +31,13 @@ def pct(x):
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-@section("Default corpus", "corpus/summary.json",
+@section("Default corpus, 8 hours (issue-3 run)", "corpus_8h/summary.json",
+         "python -m experiments.make_corpus --out_dir=artifacts/corpus_8h --hours=8 --seed=0")
+def corpus_8h(d):
+    return corpus(d)
+
+
+@section("Default corpus, 2 hours (demo, earlier runs)", "corpus/summary.json",
          "python -m experiments.make_corpus --out_dir=artifacts/corpus --hours=2 --seed=0")
 def corpus(d):
     rows = ["| split | utterances | hours | voices | command utts | open utts |", "|---|---|---|---|---|---|"]
@@ -64,12 +70,12 @@ def loss(d):
     ]
 
 
-@section("Single model, 45 minutes on 2 cores (issue 3 target), test split per domain",
-         "single_45min/eval_test.json",
+@section("Single model, 45 minutes on 2 cores (issue 3 target), test split of the 8-h corpus per domain",
+         "single_45min_8h/eval_test.json",
          "python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
-         "--out_dir=artifacts/single_45min && python -m experiments.evaluate_run "
-         "--run_dir=artifacts/single_45min --manifest=artifacts/corpus/test.jsonl "
-         "--output_json=artifacts/single_45min/eval_test.json")
+         "--out_dir=artifacts/single_45min_8h && python -m experiments.evaluate_run "
+         "--run_dir=artifacts/single_45min_8h --manifest=artifacts/corpus_8h/test.jsonl "
+         "--output_json=artifacts/single_45min_8h/eval_test.json")
 def single_model(d):
     targets = {"command": 0.05, "open": 0.30}
     rows = ["| domain | utterances | WER % | CER % | target WER % | met |", "|---|---|---|---|---|---|"]
@@ -147,6 +153,15 @@ def plateau_probes(runs: dict):
              "`tf_todm.data.synthetic.generate_corpus('/tmp/clean_corpus', hours=0.5, seed=0, "
              "config=CorpusConfig(noise_prob=0.0, reverb_prob=0.0))`, with the same char tokenizer."]
     return rows
+
+
+section("Previous run: same encoder and Adam on the 2-h corpus, no SpecAugment, no dropout "
+        "(single_45min.cfg at 76103b2), its own test split",
+        "single_45min/eval_test.json",
+        "git checkout 76103b2 && python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+        "--out_dir=artifacts/single_45min && python -m experiments.evaluate_run "
+        "--run_dir=artifacts/single_45min --manifest=artifacts/corpus/test.jsonl "
+        "--output_json=artifacts/single_45min/eval_test.json")(single_model)
 
 
 section("Same, previous encoder (Conv2D front end, LayerNorm conv module; single_45min.cfg at 752162d)",

@@ -102,3 +102,13 @@ def test_max_utterances_and_errors(exported, tmp_path):
         evaluate.evaluate_tflite(str(lonely), utterances)
     with pytest.raises(evaluate.EvaluationError, match="no utterances"):
         evaluate.evaluate_tflite(path, [])
+
+
+def test_needs_int16x8_only_when_full_int8_exceeds_the_ratio_of_float():
+    needs_int16x8 = evaluate.needs_int16x8
+    assert needs_int16x8({"float32": 0.20, "full_int8": 0.2101}, 1.05)
+    assert not needs_int16x8({"float32": 0.20, "full_int8": 0.2099}, 1.05)
+    assert needs_int16x8({"float32": 0.0, "full_int8": 0.01}, 1.05)  # a perfect float model
+    assert not needs_int16x8({"float32": 0.20, "full_int8": 0.9}, 0.0)  # disabled
+    assert not needs_int16x8({"float32": 0.20, "full_int8": 0.9, "int16x8": 0.2}, 1.05)  # already there
+    assert not needs_int16x8({"dynamic_int8": 0.20, "full_int8": 0.9}, 1.05)  # no float reference

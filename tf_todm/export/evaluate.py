@@ -200,3 +200,12 @@ def compare_models(reference_path: str, candidate_path: str, audios) -> dict:
             "joiner_argmax_agreement": float(np.mean(same_argmax)),
             "token_sequence_agreement": float(np.mean(same_tokens)),
             "num_frames": int(er.shape[0]), "num_joiner_calls": len(same_argmax)}
+
+
+def needs_int16x8(wer_by_mode: dict, ratio: float) -> bool:
+    """Whether int8 "hurts" (issue contract: int8 WER <= 1.05x float WER): a phone bundle then also
+    gets the int16-activation build. False when disabled (ratio <= 0), when float32 or full_int8 was
+    not evaluated, or when int16x8 is already there."""
+    if ratio <= 0 or "int16x8" in wer_by_mode or not {"float32", "full_int8"} <= set(wer_by_mode):
+        return False
+    return wer_by_mode["full_int8"] > ratio * wer_by_mode["float32"]
