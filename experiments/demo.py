@@ -252,7 +252,8 @@ def run() -> dict:
     plot_deploy(rows, os.path.join(out_dir, "deploy.png"))
     report = {"models": rows, "corpus": corpus_summary,
               "supernet": {k: v for k, v in train_summary.items() if k != "last_scalars"},
-              "timings": timings, "argv": sys.argv}
+              "timings": timings, "argv": sys.argv,
+              "int16x8_when_int8_ratio": FLAGS.int16x8_when_int8_ratio}
     tmp = os.path.join(out_dir, ".report.json.tmp")
     with open(tmp, "w") as f:
         json.dump(report, f, indent=1, default=str)
