@@ -196,15 +196,29 @@ def recipe_ab(d):
                    "`artifacts/compare/single_45min.png`."]
 
 
-@section("Issue-3 run: dev WER during training (60 dev utterances, greedy)", "compare/single_45min_dev_wer.json",
-         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min --names=stack_batchnorm_adam "
+@section("Issue-3 data and regularisation: 2-h corpus vs 8-h corpus with SpecAugment + dropout 0.1 (stopped "
+         "at step ~4300) vs 8-h corpus without them", "compare/single_45min_data.json",
+         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min,artifacts/single_45min_8h_specaug,"
+         "artifacts/single_45min_8h --names=corpus2h,corpus8h_specaug_dropout,corpus8h "
+         "--window=300 --output_json=artifacts/compare/single_45min_data.json")
+def data_ab(d):
+    rows = recipe_ab(d)[:-1]
+    return rows + [f"{d['window']}-step means every {5 * d['window']} steps of losses per utterance; the 8-h runs "
+                   "read other batches than the 2-h run (a bigger corpus), so compare where each curve leaves its "
+                   "plateau, not single rows. Plot: `artifacts/compare/single_45min_data.png`."]
+
+
+@section("Issue-3 runs: dev WER during training (60 dev utterances of each run's corpus, greedy)",
+         "compare/single_45min_dev_wer.json",
+         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min,artifacts/single_45min_8h_specaug,"
+         "artifacts/single_45min_8h --names=corpus2h,corpus8h_specaug_dropout,corpus8h "
          "--tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_dev_wer.json")
 def dev_wer_curve(d):
-    rows = ["| run | " + " | ".join(f"step {p['step']}" for p in next(iter(d["runs"].values()))["curves"]["dev_wer/model"])
-            + " |"]
-    rows.append("|---|" + "---|" * (len(rows[0].split("|")) - 3))
-    for name, run in d["runs"].items():
-        rows.append(f"| {name} | " + " | ".join(pct(p["mean"]) for p in run["curves"]["dev_wer/model"]) + " |")
+    curves = {name: {p["step"]: p["mean"] for p in run["curves"]["dev_wer/model"]} for name, run in d["runs"].items()}
+    steps = sorted({step for curve in curves.values() for step in curve})
+    rows = ["| run | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---|" * len(steps)]
+    for name, curve in curves.items():
+        rows.append(f"| {name} | " + " | ".join(pct(curve[s]) if s in curve else "" for s in steps) + " |")
     return rows + ["", "Each cell is the evaluation inside that 600-step window (the last one is the final "
                    "evaluation at the step the 45 minutes ran out)."]
 
