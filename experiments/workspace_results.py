@@ -321,8 +321,7 @@ def train_once(d):
 
 
 @section("make demo (the main job)", "demo/report.json",
-         "python -m experiments.demo --flagfile=experiments/flags/demo.cfg --out_dir=artifacts/demo "
-         "--corpus_dir=artifacts/corpus")
+         "make demo (= python -m experiments.demo --out_dir=artifacts/demo --flagfile=experiments/flags/demo.cfg)")
 def demo(d):
     rows = ["| model | target | params | .tflite KiB | test WER % | command % | open % | RTF (1 thread) | "
             "chunk p50 ms | chunk p90 ms | peak MiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
