@@ -142,6 +142,7 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
 
 def _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir) -> list:
     """On-device evaluation (LiteRT, streaming) of each exported mode: one report row per model."""
+    from tf_todm.export import op_report
     from tf_todm.export.evaluate import evaluate_tflite
     name, subnet = result.budget.name, result.best.config
     target = "mcu" if name.startswith("mcu") else "phone"
@@ -157,6 +158,7 @@ def _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir) -> 
             "target": target, "quantization": side["quantization"],
             "params": int(extracted.count_params()),
             "size_bytes": int(metrics["model_bytes"]), "frontend_bytes": int(metrics["frontend_bytes"]),
+            "size_breakdown": op_report.size_breakdown(open(tflite_path, "rb").read()),
             "wer": metrics["wer"], "cer": metrics["cer"], "wer_per_domain": metrics["wer_by_domain"],
             "rtf": metrics["rtf"], "latency_ms_median": metrics["latency_ms_median"],
             "latency_ms_p90": metrics["latency_ms_p90"], "chunk_ms": metrics["chunk_ms"],

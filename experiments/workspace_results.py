@@ -342,6 +342,13 @@ def demo(d):
             ratio = "-" if not f["wer"] else f"{i['wer'] / f['wer']:.3f}"
             rows.append(f"- {budget}: int8/float32 WER ratio {ratio} (target <= 1.05), int8/float32 bytes "
                         f"{i['size_bytes'] / f['size_bytes']:.3f} (target <= 0.3)")
+            for m in (f, i):
+                b = _size_breakdown(m)
+                if b:
+                    parts = [f"{k} constants {v / 1024:.0f}" for k, v in b["constants"].items() if v >= 1024]
+                    rows.append(f"  - {m['name']} KiB: " + ", ".join(parts) + f", quantization scales + zero points "
+                                f"{b['quantization_params'] / 1024:.0f}, other (graph, tensor tables) "
+                                f"{b['other'] / 1024:.0f}; total {b['total'] / 1024:.0f}")
         for mode, m in q.items():
             for sig, info in (m.get("mcu") or {}).items():
                 rows.append(f"- {budget} MCU `{sig}`: TFLite-Micro arena {info.get('arena_bytes')} bytes, "
@@ -351,6 +358,19 @@ def demo(d):
     sup = d.get("supernet", {})
     rows.append(f"- supernet: {json.dumps({k: v for k, v in sup.items() if k in ('step', 'dev', 'stopped', 'trace_count')})}")
     return rows
+
+
+def _size_breakdown(row: dict):
+    """The report row's byte breakdown (`op_report.size_breakdown`), computed from the bundle's
+    .tflite when an older report lacks it; None when neither exists."""
+    if row.get("size_breakdown"):
+        return row["size_breakdown"]
+    path = os.path.join(FLAGS.artifacts, "demo", row["tflite"])
+    if not os.path.exists(path):
+        return None
+    from tf_todm.export.op_report import size_breakdown
+    with open(path, "rb") as f:
+        return size_breakdown(f.read())
 
 
 def load_json(path: str):

@@ -191,6 +191,35 @@ def check_tflm_compatible(model_bytes: bytes, registered_ops=TFLM_OPS) -> OpRepo
     return report
 
 
+def size_breakdown(model_bytes: bytes) -> dict:
+    """Where a .tflite file's bytes go: `{"constants": {dtype: bytes}, "quantization_params": bytes,
+    "other": bytes, "total": bytes}`.
+
+    constants: each distinct constant buffer once, by the dtype of its tensor (int8 weights, int32
+    biases, float32 weights...). quantization_params: 4 (float32 scale) + 8 (int64 zero point)
+    bytes per scale entry of every tensor, so per-channel weights and biases cost 12 bytes per
+    output channel. other: the rest (operators, tensor tables, shapes, names, signatures).
+    """
+    model = parse_model(model_bytes)
+    constants: dict = {}
+    seen = set()
+    qparams = 0
+    for sg in model.subgraphs or []:
+        for t in sg.tensors or []:
+            q = t.quantization
+            if q is not None and q.scale is not None:
+                qparams += 12 * len(q.scale)
+            buffer = model.buffers[t.buffer] if t.buffer is not None else None
+            if buffer is None or buffer.data is None or len(buffer.data) == 0 or t.buffer in seen:
+                continue
+            seen.add(t.buffer)
+            dtype = _TYPE_NAMES.get(t.type, str(t.type))
+            constants[dtype] = constants.get(dtype, 0) + len(buffer.data)
+    total = len(model_bytes)
+    return {"constants": dict(sorted(constants.items())), "quantization_params": qparams,
+            "other": total - sum(constants.values()) - qparams, "total": total}
+
+
 def describe(model_bytes: bytes) -> str:
     """A short human-readable summary (one line per field)."""
     r = op_report(model_bytes)
