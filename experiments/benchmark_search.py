@@ -45,9 +45,9 @@ def run_benchmark(setup, budgets, *, seeds, max_evaluations, random_samples, **s
     for budget in budgets:
         for seed in seeds:
             evo = search(setup["space"], setup["evaluator"], setup["costs_fn"], budget, seed=seed,
-                         max_evaluations=max_evaluations, cache={}, **search_kwargs)
+                         max_evaluations=max_evaluations, cache={}, progress=True, **search_kwargs)
             rnd = random_search(setup["space"], setup["evaluator"], setup["costs_fn"], budget,
-                                num_samples=random_samples, seed=10_000 + seed, cache={})
+                                num_samples=random_samples, seed=10_000 + seed, cache={}, progress=True)
             rows.append({"budget": budget.name, "seed": seed,
                          "search": {"best_wer": evo.best_wer, "evaluations": evo.num_evaluations,
                                     "wall_time_s": evo.wall_time_s,

@@ -308,10 +308,11 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
 
 def random_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: Budget, *,
                   num_samples: int = 50, seed: int = 0, max_retries: int = 10000,
-                  cache: Optional[dict] = None) -> SearchResult:
+                  cache: Optional[dict] = None, progress: bool = False) -> SearchResult:
     """Baseline: evaluate `num_samples` uniformly random feasible subnets (rejection sampling).
 
     Duplicates are re-drawn while the space allows; `cache` hits do not count as evaluations.
+    `progress`: log every 10% of the samples.
     """
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -331,6 +332,9 @@ def random_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, b
         best = min(best, wer)
         history.append({"step": step, "source": "random", "key": config.key(), "wer": wer,
                         "cached": cached, "best_wer": best})
+        if progress and (step + 1) % max(1, num_samples // 10) == 0:
+            logger.info("random %s: sample %d/%d, best WER %.4f, %.0f s", budget.name, step + 1,
+                        num_samples, best, time.perf_counter() - start)
     if not scorer.seen:
         raise InfeasibleBudgetError(
             f"budget {budget.name!r}: no feasible random subnet in {max_retries} draws")
