@@ -18,6 +18,7 @@ subnet of the toy space.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -117,6 +118,7 @@ def main(argv):
     if not search_cli._OUT.value:
         print("error: --out (JSON result path) is required", file=sys.stderr)
         return 1
+    logging.getLogger("tf_todm.search").setLevel(logging.INFO)  # progress lines, as experiments.search
     try:
         seeds = [int(s) for s in _SEEDS.value]
         kind = search_cli._EVALUATOR.value
