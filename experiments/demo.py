@@ -127,7 +127,7 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
         bundle_dir = os.path.join(out_dir, "bundles", name)
         sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=modes,
                                  representative_audios=calib, target=target, subnet_config=subnet)
-        budget_rows = _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir)
+        budget_rows = _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir)
         wers = {r["quantization"]: r["wer"] for r in budget_rows}
         if target == "phone" and needs_int16x8(wers, FLAGS.int16x8_when_int8_ratio):
             print(f"  {name}: full-int8 WER {100 * wers['full_int8']:.2f}% > "
@@ -135,21 +135,22 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
                   flush=True)
             sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=("int16x8",),
                                      representative_audios=calib, target=target, subnet_config=subnet)
-            budget_rows += _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir)
+            budget_rows += _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir)
         rows += budget_rows
     return rows
 
 
-def _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir) -> list:
+def _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir) -> list:
     """On-device evaluation (LiteRT, streaming) of each exported mode: one report row per model."""
     from tf_todm.export import op_report
     from tf_todm.export.evaluate import evaluate_tflite
     name, subnet = result.budget.name, result.best.config
-    target = "mcu" if name.startswith("mcu") else "phone"
     rows = []
     for side in sidecars:
         tflite_path = os.path.join(bundle_dir, side["model_file"])
         metrics = evaluate_tflite(tflite_path, test)
+        with open(tflite_path, "rb") as f:
+            breakdown = op_report.size_breakdown(f.read())
         mcu = side.get("mcu") or {}
         rows.append({
             "name": f"{name}.{side['quantization']}", "budget": name,
@@ -158,7 +159,7 @@ def _evaluate_bundle(sidecars, bundle_dir, extracted, result, test, out_dir) -> 
             "target": target, "quantization": side["quantization"],
             "params": int(extracted.count_params()),
             "size_bytes": int(metrics["model_bytes"]), "frontend_bytes": int(metrics["frontend_bytes"]),
-            "size_breakdown": op_report.size_breakdown(open(tflite_path, "rb").read()),
+            "size_breakdown": breakdown,
             "wer": metrics["wer"], "cer": metrics["cer"], "wer_per_domain": metrics["wer_by_domain"],
             "rtf": metrics["rtf"], "latency_ms_median": metrics["latency_ms_median"],
             "latency_ms_p90": metrics["latency_ms_p90"], "chunk_ms": metrics["chunk_ms"],
