@@ -43,6 +43,11 @@ flags.DEFINE_float("int16x8_when_int8_ratio", 1.05,
                    "Phone budgets: also export and evaluate int16x8 (int16 activations, int8 weights) "
                    "when the full-int8 test WER exceeds this multiple of the float32 WER (0: never).")
 flags.DEFINE_integer("max_test_utterances", 0, "Evaluate on the first N test utterances (0 = all).")
+flags.DEFINE_integer("calibration_utterances", 32, "Training utterances (random, seeded) streamed "
+                     "for the int8 / int16x8 representative dataset of each bundle.", lower_bound=1)
+flags.DEFINE_integer("bn_calibration_batches", 8, "Training batches (--batch_size) from which each "
+                     "searched / extracted subnet's conv-module BatchNorm statistics are re-estimated.",
+                     lower_bound=1)
 
 
 def stage(name: str):
@@ -109,13 +114,14 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
                         calibration=None) -> list:
     import numpy as np
     from tf_todm.data.audio import load_audio
-    from tf_todm.export.bundle import export_bundle
+    from tf_todm.export.bundle import export_bundle, representative_data
     from tf_todm.export.evaluate import needs_int16x8
     from tf_todm.export.extract import extract_subnet
 
     rng = np.random.default_rng(0)
     calib = [load_audio(train_utts[i].audio_filepath)
-             for i in rng.choice(len(train_utts), size=min(32, len(train_utts)), replace=False)]
+             for i in rng.choice(len(train_utts), size=min(FLAGS.calibration_utterances, len(train_utts)),
+                                 replace=False)]
     test = test_utts[: FLAGS.max_test_utterances] if FLAGS.max_test_utterances else test_utts
     rows = []
     for result in results:
@@ -125,8 +131,9 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
         subnet = result.best.config
         extracted = extract_subnet(model, subnet, calibration_batches=calibration)
         bundle_dir = os.path.join(out_dir, "bundles", name)
+        representative = representative_data(extracted, calib)  # streamed once, reused by int16x8
         sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=modes,
-                                 representative_audios=calib, target=target, subnet_config=subnet)
+                                 representative=representative, target=target, subnet_config=subnet)
         budget_rows = _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir)
         wers = {r["quantization"]: r["wer"] for r in budget_rows}
         if target == "phone" and needs_int16x8(wers, FLAGS.int16x8_when_int8_ratio):
@@ -134,7 +141,7 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
                   f"{FLAGS.int16x8_when_int8_ratio} x float32 {100 * wers['float32']:.2f}%: adding int16x8",
                   flush=True)
             sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=("int16x8",),
-                                     representative_audios=calib, target=target, subnet_config=subnet)
+                                     representative=representative, target=target, subnet_config=subnet)
             budget_rows += _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir)
         rows += budget_rows
     return rows
@@ -242,7 +249,8 @@ def run() -> dict:
     from tf_todm.training.restore import load_trained_model
     model = load_trained_model(run_dir)
     from tf_todm.models.batch_norm_calibration import calibration_batches, has_batch_norm
-    calibration = calibration_batches(train_utts, tokenizer, FLAGS.batch_size) if has_batch_norm(model) else None
+    calibration = (calibration_batches(train_utts, tokenizer, FLAGS.batch_size, FLAGS.bn_calibration_batches)
+                   if has_batch_norm(model) else None)
     results = run_search(model, tokenizer, dev_utts, out_dir, calibration)
     timings["search_s"] = time.time() - t
 

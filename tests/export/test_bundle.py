@@ -180,6 +180,20 @@ def test_float_bundle_recognizer_equals_tf_stream(phone_bundle):
         runtime.StreamingRecognizer(os.path.join(out, "tiny.float32.tflite"), sides[0])
 
 
+def test_precomputed_representative_data_gives_the_same_int8_model(phone_bundle, tmp_path):
+    """`representative_data` computed once and passed to `export_bundle` (the demo's int16x8 second
+    pass) calibrates exactly as streaming the same audio inside `export_bundle` does."""
+    out, model, _ = phone_bundle
+    rep = bundle.representative_data(model, [speech(t) for t in TRAIN_TEXTS], max_per_signature=100)
+    assert {name for name, _ in rep()} == {"encoder_step", "predictor_step", "joiner_step"}
+    sides = bundle.export_bundle(model, None, str(tmp_path), "again", ("full_int8",), representative=rep)
+    assert sides[0]["quantization"] == "full_int8"
+    again = (tmp_path / "again.full_int8.tflite").read_bytes()
+    assert again == open(os.path.join(out, "tiny.full_int8.tflite"), "rb").read()
+    with pytest.raises(bundle.BundleError, match="representative_data: no audio"):
+        bundle.representative_data(model, [])
+
+
 def test_export_errors(tmp_path):
     model = tiny_model()
     with pytest.raises(bundle.BundleError, match=r"modes \['int4'\] invalid"):

@@ -104,6 +104,23 @@ def _calibration(module: streaming.StreamingTransducer, frontend: FrontendStep, 
     return streaming.representative_dataset(module, feats, max_per_signature)
 
 
+def _streaming_parts(model):
+    module = streaming.StreamingTransducer(streaming.make_adapter(model))
+    return module, FrontendStep(module.chunk_frames, int(module.adapter.input_dim))
+
+
+def representative_data(model, audios: Iterable[np.ndarray], max_per_signature: int = 200):
+    """The calibration samples `export_bundle` would draw from `audios` (float32 [N] 16 kHz TRAINING
+    audio) for `model`: a zero-argument generator function of `(signature, inputs)`. Computing it
+    once and passing it as `export_bundle(..., representative=...)` to several calls for the same
+    model (e.g. a later int16x8 pass) skips re-streaming the audio, the slow part of calibration."""
+    audios = [np.asarray(a, np.float32) for a in audios]
+    if not audios:
+        raise BundleError("representative_data: no audio given")
+    module, frontend = _streaming_parts(model)
+    return _calibration(module, frontend, audios, max_per_signature)
+
+
 def _only(rep, name):
     return lambda: ((n, x) for n, x in rep() if n == name)
 
@@ -171,7 +188,8 @@ def base_sidecar(module: streaming.StreamingTransducer, frontend: FrontendStep, 
 
 def export_bundle(model, tokenizer_path: str | None, out_dir: str, name: str,
                   modes: Sequence[str] = DEFAULT_MODES, representative_audios: Iterable[np.ndarray] = (),
-                  target: str = "phone", subnet_config=None, max_calibration_per_signature: int = 200) -> list[dict]:
+                  target: str = "phone", subnet_config=None, max_calibration_per_signature: int = 200,
+                  representative=None) -> list[dict]:
     """Writes the bundle (module docstring) and returns the sidecar dicts, one per mode.
 
     Args:
@@ -180,6 +198,8 @@ def export_bundle(model, tokenizer_path: str | None, out_dir: str, name: str,
       modes: subset of `convert.MODES`. representative_audios: float32 [N] 16 kHz TRAINING audio for
         the calibrated modes (full_int8, int16x8). target: "phone" or "mcu" (adds the TFLM builds,
         which need full_int8 calibration data). subnet_config: recorded in the sidecar.
+      representative: `representative_data(model, audios)` computed earlier for this same model;
+        used instead of streaming `representative_audios` again.
     """
     modes = list(dict.fromkeys(modes))
     bad = [m for m in modes if m not in convert_lib.MODES]
@@ -191,14 +211,13 @@ def export_bundle(model, tokenizer_path: str | None, out_dir: str, name: str,
         raise BundleError(f"export_bundle: name={name!r} must be a non-empty file stem")
     audios = [np.asarray(a, np.float32) for a in representative_audios]
     needs_data = [m for m in modes if m in convert_lib.CALIBRATION_MODES] or (["mcu"] if target == "mcu" else [])
-    if needs_data and not audios:
+    if needs_data and not audios and representative is None:
         raise BundleError(f"export_bundle: {needs_data} need representative_audios (training audio)")
     if tokenizer_path is not None and not os.path.isfile(tokenizer_path):
         raise BundleError(f"{tokenizer_path}: tokenizer model not found")
     os.makedirs(out_dir, exist_ok=True)
 
-    module = streaming.StreamingTransducer(streaming.make_adapter(model))
-    frontend = FrontendStep(module.chunk_frames, int(module.adapter.input_dim))
+    module, frontend = _streaming_parts(model)
     frontend_file = f"{name}.frontend.tflite"
     frontend_bytes = frontend.convert()
     op_report.check_builtin_only(frontend_bytes)
@@ -209,7 +228,9 @@ def export_bundle(model, tokenizer_path: str | None, out_dir: str, name: str,
         dst = os.path.join(out_dir, tokenizer_file)
         if os.path.abspath(tokenizer_path) != os.path.abspath(dst):
             shutil.copyfile(tokenizer_path, dst)
-    rep = _calibration(module, frontend, audios, max_calibration_per_signature) if audios else None
+    rep = representative
+    if rep is None and audios:
+        rep = _calibration(module, frontend, audios, max_calibration_per_signature)
     signatures = module.signatures()
     sidecars = []
     for mode in modes:
