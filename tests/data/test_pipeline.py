@@ -238,3 +238,28 @@ def test_one_tokenizer_serves_datasets_across_seed_resets_and_gc(corpus):
     gc.collect()
     tf.random.set_seed(12)
     assert _labels_by_text(make_dataset(utts[:5], tokenizer, batch_size=2, training=False)) == expected
+
+
+def test_pipeline_perturbs_training_audio_only(corpus):
+    _, tokenizer, utts = corpus
+    clean = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=False, speed_perturb=0.2)))
+    plain = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3)))
+    a = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3, speed_perturb=0.2)))
+    b = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3, speed_perturb=0.2)))
+    c = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=4, speed_perturb=0.2)))
+    def valid(item, key):
+        n = item["feature_lengths"] if key == "features" else item["label_lengths"]
+        return item[key][:n]
+
+    ratios = []
+    for text, item in a.items():
+        np.testing.assert_array_equal(valid(plain[text], "features"), valid(clean[text], "features"))  # off
+        np.testing.assert_array_equal(valid(item, "features"), valid(b[text], "features"))  # same seed
+        np.testing.assert_array_equal(valid(item, "labels"), valid(clean[text], "labels"))  # text untouched
+        ratios.append(item["feature_lengths"] / clean[text]["feature_lengths"])
+    ratios = np.array(ratios)
+    assert np.all((ratios > 1 / 1.2 - 0.02) & (ratios < 1 / 0.8 + 0.02)), ratios
+    assert np.std(ratios) > 0.02, ratios  # the factor differs per utterance
+    assert any(c[t]["feature_lengths"] != a[t]["feature_lengths"] for t in a)  # and per seed (epoch)
+    with pytest.raises(ValueError, match="speed_perturb needs the audio of every epoch"):
+        make_dataset(utts, tokenizer, batch_size=4, training=True, speed_perturb=0.1, cache_features=True)

@@ -2,7 +2,7 @@
 
 Order: validate the whole list in Python (missing/unreadable files, wrong rate/channels, audio
 shorter than one frame, empty or unencodable text) → shard by `InputContext` → shuffle file
-indices (seeded) → decode audio → log-mel → in-graph SentencePiece → bucket by length → padded
+indices (seeded) → decode audio → speed perturbation (training, optional) → log-mel → in-graph SentencePiece → bucket by length → padded
 batch → SpecAugment (stateless, seeded per batch) → prefetch.
 
 WAV files in 16-bit PCM are decoded in-graph with `tf.audio.decode_wav` (no GIL; 1.2-2.5x the
@@ -22,6 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_todm.constants import BLANK_ID, SAMPLE_RATE_HZ
+from tf_todm.data import speed_perturbation
 from tf_todm.data.audio import AudioError, check_wav_complete
 from tf_todm.data.features import FRAME_LENGTH, LogMelSpectrogram, frames_for_samples
 from tf_todm.data.manifest import Utterance
@@ -160,7 +161,7 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
                  specaugment=None, feature_layer=None, bucket_boundaries_s: Sequence[float] | None = None,
                  drop_bad: str = "raise", cache_features: bool = False, decoder: str | None = None,
                  shuffle_buffer_size: int | None = None, num_parallel_calls=tf.data.AUTOTUNE,
-                 prefetch: bool = True) -> tf.data.Dataset:
+                 prefetch: bool = True, speed_perturb: float = 0.0) -> tf.data.Dataset:
     """Builds the batched dataset of dicts (see module docstring for the order of steps).
 
     Args:
@@ -178,6 +179,9 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
         drop_bad: "raise" (DataError naming the entry) or "skip" (drop, count in `dataset.data_report`).
         cache_features: compute every (shard's) features once at construction and keep them in memory.
         decoder: "wav" (tf.audio.decode_wav) or "soundfile"; default: "wav" when all files are PCM16 WAV.
+        speed_perturb: training only: each utterance's audio is played at a speed factor drawn
+            uniformly in [1 - speed_perturb, 1 + speed_perturb] (`speed_perturbation`), a pure
+            function of (seed, utterance index). 0 = off. Not with `cache_features`.
 
     Returns:
         `tf.data.Dataset` of `{"features": f32 [B,T,F], "feature_lengths": i32 [B], "labels": i32 [B,U],
@@ -204,9 +208,16 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
 
     feature_layer = feature_layer or LogMelSpectrogram()
     decode = decode_audio_fn(decoder)
+    perturb = bool(training and speed_perturb)
+    if perturb and cache_features:
+        raise ValueError("make_dataset: speed_perturb needs the audio of every epoch; not with cache_features")
 
-    def featurize(path):
-        return feature_layer(decode(path)[None, :])[0]  # (T, F)
+    def featurize(path, index=None):
+        audio = decode(path)
+        if perturb:
+            audio = speed_perturbation.speed_perturb(
+                audio, speed_perturbation.random_speed_factor(seed, index, speed_perturb))
+        return feature_layer(audio[None, :])[0]  # (T, F)
 
     paths = [u.audio_filepath for u in kept]
     texts = [u.text for u in kept]
@@ -227,7 +238,7 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
         paths_t = tf.constant(paths)
 
         def get_features(i):
-            return featurize(tf.gather(paths_t, i))
+            return featurize(tf.gather(paths_t, i), i)
 
     texts_t = tf.constant(texts)
 
@@ -245,7 +256,8 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
         bucket_boundaries_s = default_bucket_boundaries_s(durations)
     boundaries = sorted({frames_for_samples(int(round(s * SAMPLE_RATE_HZ))) + 1 for s in bucket_boundaries_s})
     boundaries = [b for b in boundaries if b > 1]
-    max_frames = max(frames_for_samples(s) for s in num_samples)
+    slowest = 1.0 - speed_perturb if perturb else 1.0  # slowed-down audio has more frames
+    max_frames = max(frames_for_samples(int(s / slowest)) for s in num_samples)
     sizes = _batch_sizes(boundaries, max_frames, batch_size, max_batch_seconds)
     ds = ds.bucket_by_sequence_length(
         element_length_func=lambda x: x["feature_lengths"], bucket_boundaries=boundaries,

@@ -32,6 +32,10 @@ class TrainConfig:
         `batch_size` is 0.
       batch_size: fixed global number of utterances per batch (0 = use `max_batch_seconds`).
       specaugment: apply SpecAugment to training features.
+      speed_perturb: training audio is played at a per-utterance speed factor drawn uniformly in
+        [1 - speed_perturb, 1 + speed_perturb] (`tf_todm.data.speed_perturbation`); 0 = off.
+      augment_from_epoch: SpecAugment and speed perturbation apply from this epoch on (0 = from
+        the start): a model must first leave the blank plateau, which augmentation delays.
       num_epochs: passes over the training set.
       max_steps: stop after this many optimizer steps (0 = no limit).
       max_train_minutes: wall-clock limit; the run stops cleanly with a final checkpoint (0 = none).
@@ -68,6 +72,8 @@ class TrainConfig:
     max_batch_seconds: float = 64.0
     batch_size: int = 0
     specaugment: bool = True
+    speed_perturb: float = 0.0
+    augment_from_epoch: int = 0
     num_epochs: int = 10
     max_steps: int = 0
     max_train_minutes: float = 0.0
@@ -115,7 +121,9 @@ class TrainConfig:
                      "log_every_steps", "max_checkpoints_to_keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "batch_size", "num_random_subnets", "largest_only_steps",
+        if not 0.0 <= self.speed_perturb < 0.5:
+            raise ConfigError(f"TrainConfig.speed_perturb must be in [0, 0.5), got {self.speed_perturb}")
+        for name in ("max_steps", "batch_size", "num_random_subnets", "largest_only_steps", "augment_from_epoch",
                      "checkpoint_every_steps",
                      "eval_every_steps", "eval_max_utterances", "max_train_minutes", "kd_weight",
                      "label_loss_weight", "ctc_weight", "simple_loss_scale", "clipping_scale"):

@@ -167,10 +167,12 @@ class TransducerTask:
         else:
             kwargs["max_batch_seconds"] = cfg.max_batch_seconds
         utterances = self.train_utterances if training else self.dev_utterances
-        specaugment = self.specaugment() if training else None
+        augment = training and epoch >= cfg.augment_from_epoch
+        specaugment = self.specaugment() if augment else None
         return make_dataset(utterances, self.tokenizer, training=training,
                             input_context=input_context, seed=epoch_seed(cfg.seed, epoch),
-                            specaugment=specaugment, **kwargs)
+                            specaugment=specaugment, speed_perturb=cfg.speed_perturb if augment else 0.0,
+                            **kwargs)
 
     @staticmethod
     def audio_seconds(batch) -> float:

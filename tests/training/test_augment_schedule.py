@@ -1,0 +1,30 @@
+"""TrainConfig.augment_from_epoch: the training pipeline perturbs the audio only from that epoch on."""
+from tf_todm.data.manifest import read_manifest
+from tf_todm.data.tokenizer import Tokenizer
+from tf_todm.models.testing import tiny_config
+from tf_todm.training.config import TrainConfig
+from tf_todm.training.task import TransducerTask
+
+
+def lengths_by_text(dataset):
+    out = {}
+    for batch in dataset:
+        for text, n in zip(batch["text"].numpy(), batch["feature_lengths"].numpy()):
+            out[text.decode()] = int(n)
+    return out
+
+
+def test_speed_perturbation_starts_at_augment_from_epoch(tiny_corpus):
+    train = read_manifest(tiny_corpus["train_manifest"])[:8]
+    tokenizer = Tokenizer(tiny_corpus["tokenizer_path"])
+    config = TrainConfig(supernet=False, specaugment=False, batch_size=4, speed_perturb=0.2,
+                         augment_from_epoch=1)
+    task = TransducerTask(tiny_config(vocab_size=tokenizer.vocab_size), config, train, [], tokenizer)
+    plain = TransducerTask(tiny_config(vocab_size=tokenizer.vocab_size), config.replace(speed_perturb=0.0),
+                           train, [], tokenizer)
+    clean = lengths_by_text(plain.make_dataset(epoch=1))
+    assert lengths_by_text(task.make_dataset(epoch=0)) == clean  # before augment_from_epoch: untouched
+    for epoch in (1, 2):
+        perturbed = lengths_by_text(task.make_dataset(epoch=epoch))
+        assert perturbed.keys() == clean.keys()
+        assert sum(perturbed[t] != clean[t] for t in clean) >= len(clean) // 2, (epoch, perturbed, clean)
