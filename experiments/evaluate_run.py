@@ -6,8 +6,9 @@
 Loads the run's newest checkpoint (`tf_todm.training.restore.load_trained_model`; `--subnet` picks
 a subnet of a supernet run) and its tokenizer, decodes every utterance greedily (or with
 `--beam_size` > 1), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
-{domain: {"wer", "cer", "num_utterances"}} (the manifest's `domain` field), and every
-hypothesis. This is the number issue 3's target is judged on (test split: unseen voices and
+{domain: {"wer", "cer", "num_utterances"}} (the manifest's `domain` field), per speaker the same
+plus its per-domain split (the `speaker` / `voice` field: on the default corpus, which TTS voices
+limit the number), and every hypothesis with its domain and speaker. This is the number issue 3's target is judged on (test split: unseen voices and
 sentences). TFLite models are evaluated by `experiments.evaluate_tflite` instead.
 """
 
@@ -63,18 +64,26 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
         utterances = utterances[:max_utterances]
     model = load_trained_model(run_dir, subnet)
     tokenizer = load_run_tokenizer(run_dir)
-    by_domain = collections.defaultdict(list)
+    groups = collections.defaultdict(list)  # (domain, speaker) -> utterances
     for u in utterances:
-        by_domain[u.domain or "all"].append(u)
+        groups[(u.domain or "all", u.speaker)].append(u)
     result = {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
-              "beam_size": beam_size, "domains": {}, "hypotheses": []}
-    all_pairs = []
-    for domain, utts in sorted(by_domain.items()):
+              "beam_size": beam_size, "domains": {}, "speakers": {}, "hypotheses": []}
+    by_domain, by_speaker = collections.defaultdict(list), collections.defaultdict(list)
+    for (domain, speaker), utts in sorted(groups.items()):
         pairs = decode_utterances(model, tokenizer, utts, batch_size, beam_size)
-        result["domains"][domain] = score(pairs)
-        result["hypotheses"] += [{"domain": domain, "reference": r, "hypothesis": h} for r, h in pairs]
-        all_pairs += pairs
-    result.update(score(all_pairs))
+        by_domain[domain] += pairs
+        by_speaker[speaker] += pairs
+        result["hypotheses"] += [{"domain": domain, "speaker": speaker, "reference": r, "hypothesis": h}
+                                 for r, h in pairs]
+    result["domains"] = {d: score(p) for d, p in sorted(by_domain.items())}
+    if any(by_speaker):  # the manifest names speakers (the default corpus: its TTS voices)
+        result["speakers"] = {
+            s: dict(score(p), domains={d: score([(h["reference"], h["hypothesis"]) for h in result["hypotheses"]
+                                                 if h["speaker"] == s and h["domain"] == d])
+                                       for d in sorted(by_domain) if (d, s) in groups})
+            for s, p in sorted(by_speaker.items())}
+    result.update(score([pair for pairs in by_domain.values() for pair in pairs]))
     result["audio_seconds"] = float(sum(u.duration for u in utterances))
     return result
 
@@ -105,6 +114,10 @@ def main(argv):
     for domain, r in result["domains"].items():
         print(f"{domain:<14} {r['num_utterances']:>5} {100 * r['wer']:6.1f}% {100 * r['cer']:6.1f}%")
     print(f"{'all':<14} {result['num_utterances']:>5} {100 * result['wer']:6.1f}% {100 * result['cer']:6.1f}%")
+    if len(result["speakers"]) > 1:
+        print(f"\n{'speaker':<40} {'utts':>5} {'WER':>7} {'CER':>7}")
+        for speaker, r in result["speakers"].items():
+            print(f"{speaker:<40} {r['num_utterances']:>5} {100 * r['wer']:6.1f}% {100 * r['cer']:6.1f}%")
     print(f"wrote {out}")
 
 

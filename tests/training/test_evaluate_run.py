@@ -50,7 +50,18 @@ def test_per_domain_wer_matches_jiwer_over_written_hypotheses(tiny_run, tiny_cor
     all_hyps = [h["hypothesis"] for h in result["hypotheses"]]
     assert result["wer"] == pytest.approx(jiwer.wer(all_refs, all_hyps))
     assert result["cer"] == pytest.approx(jiwer.cer(all_refs, all_hyps))
-    assert "all" in proc.stdout.splitlines()[-2]
+    assert any(line.startswith("all ") for line in proc.stdout.splitlines())
+    # per speaker (the default corpus's TTS voices): every hypothesis tagged with its utterance's voice
+    assert sorted((h["speaker"], h["reference"]) for h in result["hypotheses"]) == \
+        sorted((u.speaker, u.text) for u in utterances)
+    assert set(result["speakers"]) == {u.speaker for u in utterances} and len(result["speakers"]) > 1
+    for speaker, numbers in result["speakers"].items():
+        pairs = [h for h in result["hypotheses"] if h["speaker"] == speaker]
+        assert numbers["num_utterances"] == len(pairs)
+        assert numbers["wer"] == pytest.approx(jiwer.wer([p["reference"] for p in pairs],
+                                                         [p["hypothesis"] for p in pairs]))
+        assert sum(d["num_utterances"] for d in numbers["domains"].values()) == len(pairs)
+    assert "speaker" in proc.stdout
 
 
 def test_missing_run_folder_is_one_line_exit_1(tmp_path, tiny_corpus):
