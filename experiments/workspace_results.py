@@ -85,9 +85,26 @@ def single_model(d):
         rows.append(f"| {domain} | {r['num_utterances']} | {pct(r['wer'])} | {pct(r['cer'])} | "
                     f"{pct(target)} | {met} |")
     rows.append(f"| all | {d['num_utterances']} | {pct(d['wer'])} | {pct(d['cer'])} | | |")
+    rows += speaker_rows(d)
     examples = d["hypotheses"][:4]
     rows += ["", "Examples (reference → hypothesis):"]
     rows += [f"- `{h['reference']}` → `{h['hypothesis']}`" for h in examples]
+    return rows
+
+
+def speaker_rows(d) -> list[str]:
+    """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
+    speakers = d.get("speakers") or {}
+    if len(speakers) < 2:
+        return []
+    domains = sorted({dom for r in speakers.values() for dom in r.get("domains", {})})
+    rows = ["", "Per test voice (all unseen in training):", "",
+            "| voice | utterances | " + " | ".join(f"WER {dom} %" for dom in domains) + " | WER all % | CER all % |",
+            "|---|---|" + "---|" * len(domains) + "---|---|"]
+    for speaker, r in speakers.items():
+        cells = [pct(r.get("domains", {}).get(dom, {}).get("wer")) for dom in domains]
+        rows.append(f"| {speaker} | {r['num_utterances']} | " + " | ".join(cells) +
+                    f" | {pct(r['wer'])} | {pct(r['cer'])} |")
     return rows
 
 
@@ -338,6 +355,29 @@ def search_real(runs: dict):
 def train_once(d):
     return ["```", json.dumps({k: v for k, v in d.items() if not isinstance(v, (list, dict))}, indent=1)[:1500],
             "```", "At this scale no model learns (WER ~100%); the ratio is dominated by graph tracing."]
+
+
+@section("Train once vs train three on the default corpus (issue 4 evidence)", "train_once/result.json",
+         "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
+         "--out_dir=artifacts/train_once")
+def train_once_real(d):
+    ratio = d["time_ratio_supernet_over_sum_alone"]
+    rows = [f"Training set {d['train_hours']:.2f} h, {d['train']['num_epochs']} epochs for every run; "
+            f"test split ({d['test_utterances']} utterances, unseen voices and sentences), greedy.", "",
+            "| | wall time s | steps |", "|---|---|---|",
+            f"| supernet (one run, serves all sizes) | {d['supernet_seconds']:.0f} | {d['supernet_steps']} |"]
+    rows += [f"| {r['size']} alone | {r['alone_seconds']:.0f} | {r['alone_steps']} |" for r in d["sizes"]]
+    rows += [f"| sum alone | {d['alone_seconds_total']:.0f} | |", "",
+             f"Time ratio supernet / sum alone: **{ratio:.2f}** (target <= 0.5: {'met' if ratio <= 0.5 else 'NOT met'}).",
+             "", "| size | params | test WER supernet % | test WER alone % | relative (supernet / alone - 1) | "
+             "target (<= +3%) |", "|---|---|---|---|---|---|"]
+    for r in d["sizes"]:
+        rel = r["wer_supernet"] / r["wer_alone"] - 1 if r["wer_alone"] else float("nan")
+        rows.append(f"| {r['size']} | {r['params']} | {pct(r['wer_supernet'])} | {pct(r['wer_alone'])} | "
+                    f"{100 * rel:+.1f}% | {'met' if rel <= 0.03 else 'NOT met'} |")
+    rows += ["", "Plot: `artifacts/train_once/wer_vs_params.png` (WER vs parameters, supernet subnets vs "
+             "models trained alone)."]
+    return rows
 
 
 @section("make demo (the main job)", "demo/report.json",

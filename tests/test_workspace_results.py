@@ -47,3 +47,28 @@ def test_plateau_table_has_one_row_per_run_with_losses_at_their_steps(tmp_path):
     assert cells_a[5:8] == ["2.90", "2.80", ""]  # loss@100, @200, (no @300)
     assert cells_a[-3:] == ["2.80 (step 200)", "100.0", "90.0"]
     assert "normalization=utterance" in row_b and "normalization" not in row_a
+
+
+def test_speaker_rows_one_row_per_voice_with_its_domain_wers():
+    assert wr.speaker_rows({"speakers": {}}) == [] and wr.speaker_rows({}) == []
+    d = {"speakers": {
+        "flite:rms": {"wer": 0.9, "cer": 0.5, "num_utterances": 4,
+                      "domains": {"command": {"wer": 0.8}, "open": {"wer": 1.0}}},
+        "espeak:en": {"wer": 0.25, "cer": 0.1, "num_utterances": 2, "domains": {"command": {"wer": 0.25}}}}}
+    rows = wr.speaker_rows(d)
+    assert "| voice | utterances | WER command % | WER open % | WER all % | CER all % |" in rows
+    assert "| flite:rms | 4 | 80.0 | 100.0 | 90.0 | 50.0 |" in rows
+    assert "| espeak:en | 2 | 25.0 | - | 25.0 | 10.0 |" in rows
+
+
+def test_train_once_table_states_ratio_and_relative_wer_against_targets():
+    d = {"train_hours": 1.6, "train": {"num_epochs": 12}, "test_utterances": 198, "supernet_seconds": 900.0,
+         "supernet_steps": 100, "alone_seconds_total": 1000.0, "time_ratio_supernet_over_sum_alone": 0.9,
+         "sizes": [{"size": "largest", "params": 3, "wer_supernet": 0.5, "wer_alone": 0.5, "alone_seconds": 500.0,
+                    "alone_steps": 100},
+                   {"size": "smallest", "params": 1, "wer_supernet": 0.8, "wer_alone": 0.6,
+                    "alone_seconds": 500.0, "alone_steps": 100}]}
+    rows = wr.train_once_real(d)
+    assert any("**0.90** (target <= 0.5: NOT met)" in r for r in rows)
+    assert "| largest | 3 | 50.0 | 50.0 | +0.0% | met |" in rows
+    assert "| smallest | 1 | 80.0 | 60.0 | +33.3% | NOT met |" in rows
