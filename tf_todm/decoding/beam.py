@@ -8,32 +8,62 @@ import tensorflow as tf
 from tf_todm.constants import BLANK_ID
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+class _Steps:
+    """The predictor step + projection and the joiner of `model` as graph functions (shape-relaxed,
+    so hypothesis counts 1..beam share few traces): eager Keras calls dominated decoding time."""
+
+    def __init__(self, model, subnet):
+        self.model, self.subnet = model, subnet
+        self._predict = tf.function(self._predict_eager, reduce_retracing=True)
+        self._join = tf.function(lambda e, p: tf.nn.log_softmax(model.joiner.join(e, p)), reduce_retracing=True)
+
+    def _predict_eager(self, tokens, state):
+        out, state = self.model.predictor.step(tokens, state, self.subnet)
+        return self.model.joiner.project_predictor(out, self.subnet), state
+
+    def predict(self, tokens, state):
+        """tokens [N] -> (pred_proj [N, J] numpy, state with batch N)."""
+        proj, state = self._predict(tf.constant(tokens, tf.int32), state)
+        return proj.numpy(), state
+
+    def join(self, enc_proj_t, pred_proj):
+        """enc_proj_t [J], pred_proj [N, J] -> log-probabilities [N, V] (float64)."""
+        return self._join(tf.constant(enc_proj_t[None]), tf.constant(pred_proj)).numpy().astype(np.float64)
 
 
-def _beam_one(model, enc_proj: np.ndarray, beam: int, subnet) -> list[int]:
+def _rows(state, rows):
+    return tf.nest.map_structure(lambda x: tf.gather(x, rows), state)
+
+
+def _concat(states):
+    return tf.nest.map_structure(lambda *xs: tf.concat(xs, 0), *states)
+
+
+def _beam_one(steps: _Steps, enc_proj: np.ndarray, beam: int) -> list[int]:
     """enc_proj [T', J] of one utterance (valid frames only)."""
-    out, state = model.predictor.step(tf.constant([BLANK_ID]), model.predictor.init_state(1), subnet)
-    # hyp: token tuple -> (log prob, predictor state, predictor projection [J])
-    hyps = {(): (0.0, state, model.joiner.project_predictor(out, subnet).numpy()[0])}
+    proj, state = steps.predict([BLANK_ID], steps.model.predictor.init_state(1))
+    # hyp: token tuple -> (log prob, predictor state (batch 1), predictor projection [J])
+    hyps = {(): (0.0, state, proj[0])}
     for t in range(enc_proj.shape[0]):
         keys = list(hyps)
-        pred_proj = np.stack([hyps[k][2] for k in keys])  # (N, J)
-        logp = _log_softmax(model.joiner.join(enc_proj[t][None], pred_proj).numpy())  # (N, V)
+        logp = steps.join(enc_proj[t], np.stack([hyps[k][2] for k in keys]))  # (N, V)
         scores = np.array([hyps[k][0] for k in keys])[:, None] + logp
-        flat = np.argsort(-scores, axis=None, kind="stable")[:beam]
+        best = [divmod(int(index), scores.shape[1])
+                for index in np.argsort(-scores, axis=None, kind="stable")[:beam]]
+        # every surviving token extension advances the predictor in ONE batched step
+        grow = [(i, token) for i, token in best if token != BLANK_ID]
+        grown = {}
+        if grow:
+            g_proj, g_state = steps.predict([token for _, token in grow],
+                                            _concat([hyps[keys[i]][1] for i, _ in grow]))
+            grown = {pair: (_rows(g_state, [row]), g_proj[row]) for row, pair in enumerate(grow)}
         new_hyps = {}
-        for index in flat:
-            i, token = divmod(int(index), scores.shape[1])
+        for i, token in best:
             score, state, proj = hyps[keys[i]]
             seq = keys[i]
             if token != BLANK_ID:
                 seq = seq + (token,)
-                out, state = model.predictor.step(tf.constant([token]), state, subnet)
-                proj = model.joiner.project_predictor(out, subnet).numpy()[0]
+                state, proj = grown[(i, token)]
             total = scores[i, token]
             if seq in new_hyps:
                 total = np.logaddexp(new_hyps[seq][0], total)
@@ -52,4 +82,5 @@ def beam_search(model, enc, enc_lengths, beam: int = 4, subnet=None) -> list[lis
         raise ValueError(f"beam_search: beam={beam}, expected >= 1")
     enc_proj = model.joiner.project_encoder(tf.convert_to_tensor(enc), subnet).numpy()
     lengths = np.asarray(enc_lengths)
-    return [_beam_one(model, enc_proj[b, :lengths[b]], beam, subnet) for b in range(enc_proj.shape[0])]
+    steps = _Steps(model, subnet)
+    return [_beam_one(steps, enc_proj[b, :lengths[b]], beam) for b in range(enc_proj.shape[0])]
