@@ -18,8 +18,9 @@ import collections
 import json
 import os
 import sys
+import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Trainer run folder (config.json, ckpt/, tokenizer.model).")
@@ -70,8 +71,14 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
     result = {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
               "beam_size": beam_size, "domains": {}, "speakers": {}, "hypotheses": []}
     by_domain, by_speaker = collections.defaultdict(list), collections.defaultdict(list)
-    for (domain, speaker), utts in sorted(groups.items()):
+    start, done = time.perf_counter(), 0
+    for index, ((domain, speaker), utts) in enumerate(sorted(groups.items())):
         pairs = decode_utterances(model, tokenizer, utts, batch_size, beam_size)
+        done += len(utts)
+        rate = done / (time.perf_counter() - start)
+        logging.info("decoded %d/%d utterances (group %d/%d: %s %s) | %.1f utt/s | ETA %.0f s", done,
+                     len(utterances), index + 1, len(groups), domain, speaker or "-", rate,
+                     (len(utterances) - done) / rate)
         by_domain[domain] += pairs
         by_speaker[speaker] += pairs
         result["hypotheses"] += [{"domain": domain, "speaker": speaker, "reference": r, "hypothesis": h}
