@@ -24,6 +24,7 @@ audio front end instead (TFLM ships Window/Rfft/FilterBank ops).
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import shutil
 from typing import Iterable, Sequence
@@ -119,6 +120,13 @@ def representative_data(model, audios: Iterable[np.ndarray], max_per_signature: 
         raise BundleError("representative_data: no audio given")
     module, frontend = _streaming_parts(model)
     return _calibration(module, frontend, audios, max_per_signature)
+
+
+@functools.lru_cache(maxsize=8)
+def _frontend_bytes(chunk_frames: int, num_mel_bins: int) -> bytes:
+    """The converted front end (constants only, so one conversion per shape serves every bundle of
+    a process: the demo's budgets share it)."""
+    return FrontendStep(chunk_frames, num_mel_bins).convert()
 
 
 def _only(rep, name):
@@ -219,7 +227,7 @@ def export_bundle(model, tokenizer_path: str | None, out_dir: str, name: str,
 
     module, frontend = _streaming_parts(model)
     frontend_file = f"{name}.frontend.tflite"
-    frontend_bytes = frontend.convert()
+    frontend_bytes = _frontend_bytes(frontend.chunk_frames, frontend.num_mel_bins)
     op_report.check_builtin_only(frontend_bytes)
     _write(os.path.join(out_dir, frontend_file), frontend_bytes)
     tokenizer_file = None
