@@ -92,6 +92,15 @@ def single_model(d):
     return rows
 
 
+section("Issue 3 follow-up: the same 45 minutes with speed perturbation (+-10%) from epoch 3, test split of "
+        "the 8-h corpus", "single_45min_8h_sp/eval_test.json",
+        "python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+        "--train=speed_perturb=0.1 --train=augment_from_epoch=3 --out_dir=artifacts/single_45min_8h_sp && "
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_sp "
+        "--manifest=artifacts/corpus_8h/test.jsonl --output_json=artifacts/single_45min_8h_sp/eval_test.json"
+        )(single_model)
+
+
 def speaker_rows(d) -> list[str]:
     """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
     speakers = d.get("speakers") or {}
@@ -214,10 +223,10 @@ def recipe_ab(d):
 
 
 @section("Issue-3 data and regularisation: 2-h corpus vs 8-h corpus with SpecAugment + dropout 0.1 (stopped "
-         "at step ~4300) vs 8-h corpus without them", "compare/single_45min_data.json",
+         "at step ~4300) vs 8-h corpus without them vs 8-h corpus with speed perturbation from epoch 3", "compare/single_45min_data.json",
          "python -m experiments.compare_runs --run_dirs=artifacts/single_45min,artifacts/single_45min_8h_specaug,"
-         "artifacts/single_45min_8h --names=corpus2h,corpus8h_specaug_dropout,corpus8h "
-         "--window=300 --output_json=artifacts/compare/single_45min_data.json")
+         "artifacts/single_45min_8h,artifacts/single_45min_8h_sp --names=corpus2h,"
+         "corpus8h_specaug_dropout,corpus8h,corpus8h_speed_perturb_from_epoch3 --window=300 --output_json=artifacts/compare/single_45min_data.json")
 def data_ab(d):
     rows = recipe_ab(d)[:-1]
     return rows + [f"{d['window']}-step means every {5 * d['window']} steps of losses per utterance; the 8-h runs "
@@ -228,8 +237,8 @@ def data_ab(d):
 @section("Issue-3 runs: dev WER during training (60 dev utterances of each run's corpus, greedy)",
          "compare/single_45min_dev_wer.json",
          "python -m experiments.compare_runs --run_dirs=artifacts/single_45min,artifacts/single_45min_8h_specaug,"
-         "artifacts/single_45min_8h --names=corpus2h,corpus8h_specaug_dropout,corpus8h "
-         "--tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_dev_wer.json")
+         "artifacts/single_45min_8h,artifacts/single_45min_8h_sp --names=corpus2h,"
+         "corpus8h_specaug_dropout,corpus8h,corpus8h_speed_perturb_from_epoch3 --tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_dev_wer.json")
 def dev_wer_curve(d):
     curves = {name: {p["step"]: p["mean"] for p in run["curves"]["dev_wer/model"]} for name, run in d["runs"].items()}
     steps = sorted({step for curve in curves.values() for step in curve})
