@@ -8,8 +8,8 @@ a subnet of a supernet run) and its tokenizer, decodes every utterance greedily 
 `--beam_size` > 1), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
 {domain: {"wer", "cer", "num_utterances"}} (the manifest's `domain` field), per speaker the same
 plus its per-domain split (the `speaker` / `voice` field: on the default corpus, which TTS voices
-limit the number), and every hypothesis with its domain and speaker. This is the number issue 3's target is judged on (test split: unseen voices and
-sentences). TFLite models are evaluated by `experiments.evaluate_tflite` instead.
+limit the number), and every hypothesis with its domain and speaker. This is the number issue 3's
+target is judged on (test split: unseen voices and sentences). TFLite models are evaluated by `experiments.evaluate_tflite` instead.
 """
 
 from __future__ import annotations
@@ -70,27 +70,30 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
         groups[(u.domain or "all", u.speaker)].append(u)
     result = {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
               "beam_size": beam_size, "domains": {}, "speakers": {}, "hypotheses": []}
-    by_domain, by_speaker = collections.defaultdict(list), collections.defaultdict(list)
+    decoded = {}  # (domain, speaker) -> [(reference, hypothesis)]
     start, done = time.perf_counter(), 0
     for index, ((domain, speaker), utts) in enumerate(sorted(groups.items())):
-        pairs = decode_utterances(model, tokenizer, utts, batch_size, beam_size)
+        decoded[(domain, speaker)] = pairs = decode_utterances(model, tokenizer, utts, batch_size, beam_size)
         done += len(utts)
         rate = done / (time.perf_counter() - start)
         logging.info("decoded %d/%d utterances (group %d/%d: %s %s) | %.1f utt/s | ETA %.0f s", done,
                      len(utterances), index + 1, len(groups), domain, speaker or "-", rate,
                      (len(utterances) - done) / rate)
-        by_domain[domain] += pairs
-        by_speaker[speaker] += pairs
         result["hypotheses"] += [{"domain": domain, "speaker": speaker, "reference": r, "hypothesis": h}
                                  for r, h in pairs]
-    result["domains"] = {d: score(p) for d, p in sorted(by_domain.items())}
-    if any(by_speaker):  # the manifest names speakers (the default corpus: its TTS voices)
-        result["speakers"] = {
-            s: dict(score(p), domains={d: score([(h["reference"], h["hypothesis"]) for h in result["hypotheses"]
-                                                 if h["speaker"] == s and h["domain"] == d])
-                                       for d in sorted(by_domain) if (d, s) in groups})
-            for s, p in sorted(by_speaker.items())}
-    result.update(score([pair for pairs in by_domain.values() for pair in pairs]))
+
+    def pooled(domain=None, speaker=None):
+        return [pair for (d, s), pairs in decoded.items() if domain in (None, d) and speaker in (None, s)
+                for pair in pairs]
+
+    domains = sorted({d for d, _ in decoded})
+    speakers = sorted({s for _, s in decoded})
+    result["domains"] = {d: score(pooled(domain=d)) for d in domains}
+    if any(speakers):  # the manifest names speakers (the default corpus: its TTS voices)
+        result["speakers"] = {s: dict(score(pooled(speaker=s)),
+                                      domains={d: score(decoded[(d, s)]) for d in domains if (d, s) in decoded})
+                              for s in speakers}
+    result.update(score(pooled()))
     result["audio_seconds"] = float(sum(u.duration for u in utterances))
     return result
 
