@@ -247,6 +247,7 @@ def test_pipeline_perturbs_training_audio_only(corpus):
     a = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3, speed_perturb=0.2)))
     b = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3, speed_perturb=0.2)))
     c = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=4, speed_perturb=0.2)))
+
     def valid(item, key):
         n = item["feature_lengths"] if key == "features" else item["label_lengths"]
         return item[key][:n]
