@@ -222,11 +222,15 @@ def recipe_ab(d):
                    "`artifacts/compare/single_45min.png`."]
 
 
+# The issue-3 training runs compared in the two sections below (compare_runs' run folders and names).
+ISSUE3_RUNS = ("python -m experiments.compare_runs --run_dirs=artifacts/single_45min,artifacts/single_45min_8h_specaug,"
+               "artifacts/single_45min_8h,artifacts/single_45min_8h_sp --names=corpus2h,"
+               "corpus8h_specaug_dropout,corpus8h,corpus8h_speed_perturb_from_epoch3")
+
+
 @section("Issue-3 data and regularisation: 2-h corpus vs 8-h corpus with SpecAugment + dropout 0.1 (stopped "
          "at step ~4300) vs 8-h corpus without them vs 8-h corpus with speed perturbation from epoch 3", "compare/single_45min_data.json",
-         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min,artifacts/single_45min_8h_specaug,"
-         "artifacts/single_45min_8h,artifacts/single_45min_8h_sp --names=corpus2h,"
-         "corpus8h_specaug_dropout,corpus8h,corpus8h_speed_perturb_from_epoch3 --window=300 --output_json=artifacts/compare/single_45min_data.json")
+         ISSUE3_RUNS + " --window=300 --output_json=artifacts/compare/single_45min_data.json")
 def data_ab(d):
     rows = recipe_ab(d)[:-1]
     return rows + [f"{d['window']}-step means every {5 * d['window']} steps of losses per utterance; the 8-h runs "
@@ -236,9 +240,7 @@ def data_ab(d):
 
 @section("Issue-3 runs: dev WER during training (60 dev utterances of each run's corpus, greedy)",
          "compare/single_45min_dev_wer.json",
-         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min,artifacts/single_45min_8h_specaug,"
-         "artifacts/single_45min_8h,artifacts/single_45min_8h_sp --names=corpus2h,"
-         "corpus8h_specaug_dropout,corpus8h,corpus8h_speed_perturb_from_epoch3 --tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_dev_wer.json")
+         ISSUE3_RUNS + " --tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_dev_wer.json")
 def dev_wer_curve(d):
     curves = {name: {p["step"]: p["mean"] for p in run["curves"]["dev_wer/model"]} for name, run in d["runs"].items()}
     steps = sorted({step for curve in curves.values() for step in curve})
