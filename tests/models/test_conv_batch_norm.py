@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tf_todm.export.extract import extract_subnet
 from tf_todm.models import Transducer, encode_subnet
-from tf_todm.models.batch_norm_calibration import pool_moments, recalibrate_batch_norm
+from tf_todm.models.batch_norm_calibration import MomentAccumulator, _collector, recalibrate_batch_norm
 from tf_todm.models.conv_module import ConvModule, masked_moments
 from tf_todm.models.elastic_space import SubnetConfig
 from tf_todm.models.testing import F, tiny_batch, tiny_config, tiny_space
@@ -56,13 +56,20 @@ def test_masked_moments_match_numpy_over_valid_frames():
     assert float(count) == len(valid)
 
 
-def test_pool_moments_equal_moments_of_all_frames():
+def test_moment_accumulator_equals_moments_of_all_frames_also_inside_a_graph():
     rng = np.random.default_rng(4)
-    parts = [rng.normal(loc=i, size=(n, 3)) for i, n in enumerate([5, 11, 2])]
-    mean, variance = pool_moments([(p.mean(0), p.var(0), len(p)) for p in parts])
+    parts = [rng.normal(loc=3 * i, scale=i + 1, size=(n, 3)) for i, n in enumerate([5, 11, 2])]
     everything = np.concatenate(parts)
-    np.testing.assert_allclose(mean, everything.mean(0), atol=1e-12)
-    np.testing.assert_allclose(variance, everything.var(0), atol=1e-12)
+    acc = MomentAccumulator(3)
+    add = tf.function(lambda m, v, n: acc.add(m, v, n))
+    for run in (acc.add, add):
+        acc.reset()
+        for p in parts:
+            run(tf.constant(p.mean(0), tf.float32), tf.constant(p.var(0), tf.float32), tf.constant(len(p), tf.float32))
+        mean, variance, count = acc.moments()
+        assert count == len(everything)
+        np.testing.assert_allclose(mean, everything.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(variance, everything.var(0), rtol=1e-6)
 
 
 def test_training_mode_normalises_with_valid_frame_statistics_and_updates_moving_averages():
@@ -180,6 +187,28 @@ def test_recalibration_equals_one_big_batch_and_keeps_inactive_channels():
     np.testing.assert_array_equal(pooled[1][5:], 1.0)
     assert np.all(pooled[1][:5] > 0) and not np.allclose(pooled[1][:5], 1.0)
     assert module.moment_sink is None
+
+
+def test_recalibration_traces_once_for_every_subnet_and_skips_inactive_blocks():
+    tf.random.set_seed(2)
+    config = tiny_config(conv_norm="batch", num_blocks=3, dropout=0.0)
+    model = Transducer(config)
+    features, lengths, _ = tiny_batch(1)
+    batches = [{"features": features[:2], "feature_lengths": lengths[:2]},
+               {"features": features[2:], "feature_lengths": lengths[2:]}]
+    space = tiny_space(config)
+    second = model.encoder.blocks[1].conv
+    before = second.conv_norm_moving_mean.numpy().copy()
+    one_block = space.smallest()
+    assert one_block.num_blocks == 1
+    assert recalibrate_batch_norm(model, batches, encode_subnet(config, one_block)) == 1
+    np.testing.assert_array_equal(second.conv_norm_moving_mean.numpy(), before)  # block 1 did not run
+    traces = _collector(model)[0].experimental_get_tracing_count()
+    assert traces <= 2  # batch shapes [2, T, F] then [1, T, F]: one shape-relaxed retrace at most
+    assert recalibrate_batch_norm(model, batches, encode_subnet(config, space.largest())) == 3
+    assert recalibrate_batch_norm(model, batches, encode_subnet(config, space.sample(np.random.default_rng(0)))) > 0
+    assert not np.array_equal(second.conv_norm_moving_mean.numpy(), before)
+    assert _collector(model)[0].experimental_get_tracing_count() == traces  # none per subnet
 
 
 def test_recalibration_is_a_no_op_without_batch_norm():

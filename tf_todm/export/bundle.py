@@ -27,6 +27,7 @@ import collections
 import functools
 import os
 import shutil
+import weakref
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -105,9 +106,19 @@ def _calibration(module: streaming.StreamingTransducer, frontend: FrontendStep, 
     return streaming.representative_dataset(module, feats, max_per_signature)
 
 
+_STREAMING_PARTS = weakref.WeakKeyDictionary()
+"""model -> (StreamingTransducer, FrontendStep): one module per model, so that its signature
+functions are traced once for calibration (`representative_data`) and conversion (`export_bundle`)
+alike. The functions read the model's variables, so later weight changes are seen."""
+
+
 def _streaming_parts(model):
-    module = streaming.StreamingTransducer(streaming.make_adapter(model))
-    return module, FrontendStep(module.chunk_frames, int(module.adapter.input_dim))
+    parts = _STREAMING_PARTS.get(model)
+    if parts is None:
+        module = streaming.StreamingTransducer(streaming.make_adapter(model))
+        parts = module, FrontendStep(module.chunk_frames, int(module.adapter.input_dim))
+        _STREAMING_PARTS[model] = parts
+    return parts
 
 
 def representative_data(model, audios: Iterable[np.ndarray], max_per_signature: int = 200):

@@ -463,11 +463,13 @@ def chunk_audio(audio: np.ndarray, prime_samples: int, chunk_samples: int) -> li
     return [padded[i * chunk_samples:(i + 1) * chunk_samples][None] for i in range(n)]
 
 
-def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: int = 5, record=None):
+def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: int = 5, record=None,
+                  max_chunks: int | None = None):
     """Greedy streaming decode with the TF module itself (reference for TFLite parity).
 
     Returns (tokens, enc_proj [frames, J]). If `record` is a list, appends every signature call as
     `(signature_name, inputs dict)` -- a representative dataset with realistic states.
+    `max_chunks` stops after that many encoder chunks (None: the whole utterance).
     """
     enc_names, pred_names = list(module.encoder_states), list(module.predictor_states)
     enc_states, pred_states = module.initial_states(audio)
@@ -479,6 +481,8 @@ def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: i
         padded = np.zeros((n * module.chunk_frames, feats.shape[1]), np.float32)
         padded[: feats.shape[0]] = feats
         chunks = [padded[None, i * module.chunk_frames:(i + 1) * module.chunk_frames] for i in range(n)]
+    if max_chunks is not None:
+        chunks = chunks[:max(1, int(max_chunks))]
 
     def pred_call(token):
         inputs = dict(token=np.array([token], np.int32), **pred_states)
@@ -514,16 +518,26 @@ def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: i
 
 def representative_dataset(module: StreamingTransducer, audios, max_samples_per_signature: int = 200):
     """Calibration samples for `convert` from real (training) audio: every signature's inputs as met
-    in a streaming run, states included. Returns a zero-argument generator function."""
-    records = []
-    for audio in audios:
-        stream_module(module, audio, record=records)
+    in a streaming run, states included. Returns a zero-argument generator function.
+
+    Every utterance contributes equally: each is streamed for its first
+    q = ceil(max_samples_per_signature / len(audios)) chunks only, and gives at most q samples per
+    signature (so the samples span all the speakers given, and no audio is streamed for nothing).
+    """
+    audios = list(audios)
+    if not audios:
+        raise ValueError("representative_dataset: no audio given")
+    quota = -(-int(max_samples_per_signature) // len(audios))
     counts = collections.Counter()
     kept = []
-    for name, inputs in records:
-        if counts[name] < max_samples_per_signature:
-            counts[name] += 1
-            kept.append((name, inputs))
+    for audio in audios:
+        records, taken = [], collections.Counter()
+        stream_module(module, audio, record=records, max_chunks=quota)
+        for name, inputs in records:
+            if taken[name] < quota and counts[name] < max_samples_per_signature:
+                taken[name] += 1
+                counts[name] += 1
+                kept.append((name, inputs))
 
     def gen():
         yield from kept

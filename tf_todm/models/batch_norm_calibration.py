@@ -7,11 +7,16 @@ are re-estimated (as in OFA / BigNAS): the encoder runs as that subnet in traini
 statistics, no dropout, no layer-drop) over a few batches, each BatchNorm's per-batch moments over
 valid frames are pooled exactly (frame-weighted mean; total variance = mean within-batch variance +
 variance of the batch means), and written into the active channels only.
+
+The encoder runs as one graph function per model (traced once, reused for every subnet and batch
+shape): the moments are pooled in float64 variables (`MomentAccumulator`) updated inside the graph,
+because the per-block `tf.cond` keeps tensors from leaving it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -52,20 +57,61 @@ def preserved_batch_norm_statistics(model):
             module.conv_norm_moving_variance.assign(variance)
 
 
-def pool_moments(moments: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Pools per-batch (mean [C], variance [C], frames) into the moments of all frames together
-    (float64): mean = sum(n_i m_i) / N, variance = sum(n_i (v_i + (m_i - mean)^2)) / N."""
-    counts = np.array([float(n) for _, _, n in moments], np.float64)
-    means = np.stack([np.asarray(m, np.float64) for m, _, _ in moments])
-    variances = np.stack([np.asarray(v, np.float64) for _, v, _ in moments])
-    total = counts.sum()
-    mean = (counts[:, None] * means).sum(0) / total
-    variance = (counts[:, None] * (variances + (means - mean) ** 2)).sum(0) / total
-    return mean, variance
+class MomentAccumulator:
+    """Pooled moments of one BatchNorm's input over batches, in float64 `tf.Variable`s so that the
+    update can run inside a graph (and inside a `tf.cond` branch).
+
+    `add(mean [C], variance [C], count)` merges one batch's moments exactly (the parallel update of
+    Chan et al.: the moments of all frames added, as if they had come in one batch); `moments()` returns
+    (mean [C], variance [C], frames) as float64 NumPy.
+    """
+
+    def __init__(self, channels: int):
+        with tf.init_scope():
+            self.count = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+            self.mean = tf.Variable(tf.zeros([channels], tf.float64), trainable=False)
+            self.m2 = tf.Variable(tf.zeros([channels], tf.float64), trainable=False)
+
+    def reset(self) -> None:
+        self.count.assign(0.0)
+        self.mean.assign(tf.zeros_like(self.mean))
+        self.m2.assign(tf.zeros_like(self.m2))
+
+    def add(self, mean, variance, count) -> None:
+        n = tf.cast(count, tf.float64)
+        old_count, old_mean = self.count.read_value(), self.mean.read_value()
+        total = old_count + n
+        delta = tf.cast(mean, tf.float64) - old_mean
+        share = tf.math.divide_no_nan(n, total)
+        self.m2.assign_add(n * tf.cast(variance, tf.float64) + delta * delta * old_count * share)
+        self.mean.assign(old_mean + delta * share)
+        self.count.assign(total)
+
+    def moments(self) -> tuple[np.ndarray, np.ndarray, float]:
+        count = float(self.count.numpy())
+        return self.mean.numpy(), self.m2.numpy() / max(count, 1.0), count
+
+
+_COLLECTORS = weakref.WeakKeyDictionary()
+"""model -> (graph function running its encoder in training mode, {block index: MomentAccumulator})."""
+
+
+def _collector(model):
+    entry = _COLLECTORS.get(model)
+    if entry is None:
+        sinks = {index: MomentAccumulator(module.conv_dim) for index, module in batch_norm_modules(model)}
+
+        def run(features, feature_lengths, subnet):
+            model.encode(features, feature_lengths, subnet=subnet, training=True)
+            return tf.constant(0)
+
+        entry = tf.function(run, reduce_retracing=True, autograph=False), sinks
+        _COLLECTORS[model] = entry
+    return entry
 
 
 def recalibrate_batch_norm(model, batches: Iterable[dict], subnet: Optional[dict] = None) -> int:
-    """Re-estimates the conv-module BatchNorm statistics of `model` run as `subnet`. Eager.
+    """Re-estimates the conv-module BatchNorm statistics of `model` run as `subnet`.
 
     Args:
       model: a `Transducer` (supernet or plain model).
@@ -80,29 +126,31 @@ def recalibrate_batch_norm(model, batches: Iterable[dict], subnet: Optional[dict
         return 0
     if subnet is not None:
         subnet = dict(subnet, dropout_rate=tf.constant(0.0), layer_drop_rate=tf.constant(0.0))
-    for _, module in modules:
-        module.moment_sink = []
+    run, sinks = _collector(model)
+    for index, module in modules:
+        sinks[index].reset()
+        module.moment_sink = sinks[index]  # read while `run` traces; the graph keeps the accumulator
     try:
         seen = 0
         for batch in batches:
-            model.encode(batch["features"], batch["feature_lengths"], subnet=subnet, training=True)
+            run(tf.convert_to_tensor(batch["features"]), tf.convert_to_tensor(batch["feature_lengths"]), subnet)
             seen += 1
-        if not seen:
-            raise ValueError("recalibrate_batch_norm: `batches` yielded no batch")
-        updated = 0
-        for index, module in modules:
-            if not module.moment_sink:
-                continue
-            mean, variance = pool_moments(module.moment_sink)
-            mask = np.ones(module.conv_dim)
-            if subnet is not None:
-                mask = prefix_mask(subnet["conv_dim"][index], module.conv_dim).numpy().astype(np.float64)
-            old_mean = module.conv_norm_moving_mean.numpy()
-            old_variance = module.conv_norm_moving_variance.numpy()
-            module.conv_norm_moving_mean.assign((mask * mean + (1 - mask) * old_mean).astype(np.float32))
-            module.conv_norm_moving_variance.assign((mask * variance + (1 - mask) * old_variance).astype(np.float32))
-            updated += 1
-        return updated
     finally:
         for _, module in modules:
             module.moment_sink = None
+    if not seen:
+        raise ValueError("recalibrate_batch_norm: `batches` yielded no batch")
+    updated = 0
+    for index, module in modules:
+        mean, variance, count = sinks[index].moments()
+        if count == 0:
+            continue
+        mask = np.ones(module.conv_dim)
+        if subnet is not None:
+            mask = prefix_mask(subnet["conv_dim"][index], module.conv_dim).numpy().astype(np.float64)
+        old_mean = module.conv_norm_moving_mean.numpy()
+        old_variance = module.conv_norm_moving_variance.numpy()
+        module.conv_norm_moving_mean.assign((mask * mean + (1 - mask) * old_mean).astype(np.float32))
+        module.conv_norm_moving_variance.assign((mask * variance + (1 - mask) * old_variance).astype(np.float32))
+        updated += 1
+    return updated

@@ -72,7 +72,7 @@ class ConvModule(keras.layers.Layer):
             raise ValueError(f"ConvModule.norm={norm!r}: expected one of {CONV_NORMS}")
         self.norm_type = norm
         self.momentum = momentum
-        self.moment_sink = None  # a list while `batch_norm_calibration` collects batch moments
+        self.moment_sink = None  # a MomentAccumulator while `batch_norm_calibration` collects moments
         self.model_dim = model_dim
         self.conv_dim = conv_dim
         self.kernel_size = kernel_size
@@ -116,7 +116,7 @@ class ConvModule(keras.layers.Layer):
         if training:
             mean, variance, count = masked_moments(h, time_mask)
             if self.moment_sink is not None:
-                self.moment_sink.append((mean, variance, count))
+                self.moment_sink.add(mean, variance, count)
             else:
                 self._update_moving_statistics(mean, variance, channel_mask)
         else:
