@@ -1,5 +1,6 @@
 """Runners: input validation, streaming greedy decode == TF module, TFLM vs LiteRT, sidecar."""
 
+import collections
 import json
 import os
 
@@ -134,3 +135,23 @@ def test_peak_rss_is_positive_and_monotone():
     block = np.ones(20_000_000, np.uint8)  # touch 20 MB
     block[::4096] = 2
     assert runtime.peak_rss_bytes() >= a + 15_000_000
+
+
+def test_representative_dataset_takes_the_first_chunks_of_every_utterance(float_model):
+    """max 6 samples per signature from 3 utterances: each utterance is streamed for its first 2
+    chunks only and gives 2 samples per signature (stream offsets 0, 1 chunk; three times)."""
+    module, _ = float_model
+    rng = np.random.default_rng(5)
+    feats = [rng.normal(size=(6 * module.chunk_frames, F)).astype(np.float32) for _ in range(3)]
+    samples = list(streaming.representative_dataset(module, feats, max_samples_per_signature=6)())
+    encoder = [x for name, x in samples if name == "encoder_step"]
+    assert len(encoder) == 6
+    assert [int(np.ravel(x["offset"])[0]) for x in encoder] == [0, module.adapter.encoder_frames_per_chunk] * 3
+    for k, x in enumerate(encoder):
+        utt, chunk = divmod(k, 2)
+        np.testing.assert_array_equal(x["features"][0], feats[utt][chunk * module.chunk_frames:(chunk + 1) * module.chunk_frames])
+    counts = collections.Counter(name for name, _ in samples)
+    assert counts == {"encoder_step": 6, "predictor_step": counts["predictor_step"], "joiner_step": 6}
+    assert 3 <= counts["predictor_step"] <= 6  # the initial call per utterance, plus emitted tokens
+    with pytest.raises(ValueError, match="no audio"):
+        streaming.representative_dataset(module, [], 6)
