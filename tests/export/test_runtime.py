@@ -155,3 +155,25 @@ def test_representative_dataset_takes_the_first_chunks_of_every_utterance(float_
     assert 3 <= counts["predictor_step"] <= 6  # the initial call per utterance, plus emitted tokens
     with pytest.raises(ValueError, match="no audio"):
         streaming.representative_dataset(module, [], 6)
+
+
+def test_stripped_tensor_names_leave_signatures_and_outputs_unchanged(float_model):
+    """`convert` strips tensor names by default: same signatures, bit-identical outputs, fewer bytes."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    module, stripped = float_model
+    named = convert.convert(module.signatures(), "float32", strip_names=False)
+    names = lambda b: [t.name for sg in flatbuffer_utils.convert_bytearray_to_object(bytearray(b)).subgraphs
+                       for t in sg.tensors]
+    assert all(n for n in names(named)) and not any(names(stripped))
+    assert len(stripped) < len(named) - 10 * len(names(named))
+    assert op_report.op_report(stripped).signatures == op_report.op_report(named).signatures
+    a, b = runtime.LiteRTModel(stripped), runtime.LiteRTModel(named)
+    rng = np.random.default_rng(2)
+    records = []
+    streaming.stream_module(module, rng.normal(size=(20, F)).astype(np.float32), record=records)
+    for sig, inputs in records:
+        out_a, out_b = a.run(sig, **inputs), b.run(sig, **inputs)
+        assert out_a.keys() == out_b.keys()
+        for k in out_a:
+            np.testing.assert_array_equal(out_a[k], out_b[k])
