@@ -425,7 +425,9 @@ def demo(d):
                 rows.append(f"- {budget} MCU `{sig}`: TFLite-Micro arena {info.get('arena_bytes')} bytes, "
                             f"{info.get('size_bytes')} bytes, TFLM vs LiteRT max |diff| {info.get('max_abs_diff_lsb')} LSB")
     t = d.get("timings", {})
-    rows.append("- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in t.items()))
+    rows.append("- wall time: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in t.items())
+                + (" (supernet trained by an earlier run of the same command and reused; supernet_s is "
+                   "that training's time)" if d.get("supernet_reused") else ""))
     sup = d.get("supernet", {})
     rows.append(f"- supernet: {json.dumps({k: v for k, v in sup.items() if k in ('step', 'dev', 'stopped', 'trace_count')})}")
     return rows
