@@ -68,6 +68,9 @@ flags.DEFINE_integer("ctc_epochs", 8, "Epochs of the shallow CTC models trained 
 flags.DEFINE_list("reductions", ["0.667"], "Encoder-block reductions of the shallow CTC models.")
 flags.DEFINE_bool("tflite", True, "Also evaluate int8 (dynamic-range) TFLite encoders in LiteRT.")
 flags.DEFINE_integer("test_max_utterances", 400, "Test utterances per model (0 = all).")
+# --teacher_run (defined by experiments.train_progressive_kd, same meaning): an already trained plain
+# Transducer run folder used as the teacher / reference instead of training one; the model config
+# and (unless --tokenizer) the tokenizer are the run's, its row reports the run's own training time.
 flags.DEFINE_string("librispeech_root", None, "LibriSpeech folder holding the split subsets.")
 flags.DEFINE_list("librispeech_splits", ["train-clean-100", "dev-clean", "test-clean"],
                   "train,dev,test subset folder names under --librispeech_root.")
@@ -236,10 +239,30 @@ def _stage_config(ctx: Context, spec):
     return student_from_teacher(Transducer(ctx.model_config), spec)[0].config
 
 
+def load_teacher_run(ctx: Context) -> None:
+    """Registers the --teacher_run model as the teacher and adds its report row."""
+    from tf_todm.recipes.common import load_transducer
+    model = load_transducer(FLAGS.teacher_run)
+    with open(os.path.join(FLAGS.teacher_run, "train_summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(FLAGS.teacher_run, "config.json")) as f:
+        steps_per_epoch = json.load(f).get("steps_per_epoch") or 0
+    epochs = round(summary["step"] / steps_per_epoch, 2) if steps_per_epoch else summary.get("epoch")
+    ctx.models[("individual", "teacher")] = model
+    ctx.runs[("individual", "teacher")] = summary
+    ctx.rows.append(measure_row("individual", "teacher", "transducer", model, ctx.test, ctx.tokenizer,
+                                summary["elapsed_seconds"], epochs,
+                                {"train_seconds_note": f"trained earlier: {FLAGS.teacher_run}",
+                                 "steps": summary["step"]}))
+
+
 def method_individual(ctx: Context) -> None:
     from tf_todm.recipes.progressive_kd import train_from_scratch
     cfg = ctx.train_config.replace(num_epochs=FLAGS.epochs)
     for name, spec in ctx.sizes():
+        if spec is None and FLAGS.teacher_run:
+            teacher(ctx)
+            continue
         rec = train_from_scratch(_stage_config(ctx, spec), cfg, *ctx.data,
                                  os.path.join(ctx.out_dir, "individual", name))
         ctx.models[("individual", name)] = rec["model"]
@@ -249,8 +272,10 @@ def method_individual(ctx: Context) -> None:
 
 
 def teacher(ctx: Context):
-    """The teacher-size individual model (trained on demand)."""
+    """The teacher-size individual model (trained on demand, or loaded from --teacher_run)."""
     key = ("individual", "teacher")
+    if key not in ctx.models and FLAGS.teacher_run:
+        load_teacher_run(ctx)
     if key not in ctx.models:
         from tf_todm.recipes.progressive_kd import train_from_scratch
         rec = train_from_scratch(ctx.model_config, ctx.train_config.replace(num_epochs=FLAGS.epochs),
@@ -507,8 +532,20 @@ def run() -> dict:
     train, dev, test = load_data(out_dir)
     if FLAGS.test_max_utterances:
         test = test[:FLAGS.test_max_utterances]
-    tokenizer = ts.prepare_tokenizer(FLAGS.tokenizer or os.path.join(out_dir, "tokenizer.model"),
+    default_tokenizer = os.path.join(FLAGS.teacher_run or out_dir, "tokenizer.model")
+    tokenizer = ts.prepare_tokenizer(FLAGS.tokenizer or default_tokenizer,
                                      [u.text for u in train], FLAGS.vocab_size)
+    if FLAGS.teacher_run:  # the students derive from the teacher's architecture
+        from tf_todm.models.config import TransducerConfig
+        try:
+            with open(os.path.join(FLAGS.teacher_run, "config.json")) as f:
+                model_config = TransducerConfig.from_dict(json.load(f)["model"])
+        except (OSError, KeyError, json.JSONDecodeError) as e:
+            raise BenchmarkError(f"--teacher_run={FLAGS.teacher_run}: no readable config.json with a "
+                                 f"'model' entry ({type(e).__name__}: {e})") from None
+        if model_config.vocab_size != tokenizer.vocab_size:
+            raise BenchmarkError(f"--teacher_run={FLAGS.teacher_run}: its vocab_size {model_config.vocab_size} "
+                                 f"!= the tokenizer's {tokenizer.vocab_size} (--tokenizer)")
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
     ctx = Context(out_dir, model_config, train_config, stages, train, dev, test, tokenizer)
     timings = {}

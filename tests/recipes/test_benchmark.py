@@ -82,3 +82,37 @@ def test_bad_method_exits_1_with_one_line(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --methods: unknown ['magic']")
+
+
+@pytest.mark.slow
+def test_teacher_run_is_loaded_not_trained(recipe_corpus, tiny_config, tiny_train_config, tmp_path):
+    """--teacher_run: the students derive from that run's model and tokenizer; its row reports the
+    run's own training time, and no teacher is trained in the benchmark folder."""
+    import shutil
+
+    import tensorflow as tf
+
+    from tf_todm.data.tokenizer import Tokenizer
+    from tf_todm.recipes.progressive_kd import train_from_scratch
+    tok = Tokenizer(recipe_corpus["tokenizer_path"])
+    tf.keras.utils.set_random_seed(1)
+    run = tmp_path / "teacher"
+    train_from_scratch(tiny_config(tok.vocab_size, num_blocks=2), tiny_train_config(max_steps=2),
+                       recipe_corpus["train"], recipe_corpus["dev"][:2], tok, str(run))
+    shutil.copyfile(recipe_corpus["tokenizer_path"], run / "tokenizer.model")
+    summary = json.load(open(run / "train_summary.json"))
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--config=experiments/flags/bench_tiny.cfg",
+         f"--out_dir={out}", f"--corpus_dir={recipe_corpus['root']}", f"--teacher_run={run}",
+         "--methods=repr_transfer,scratch_ctc", "--reductions=0.5", "--tflite=false"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.load(open(out / "report.json"))
+    rows = {(r["method"], r["size"]): r for r in report["rows"]}
+    assert set(rows) == {("individual", "teacher"), ("repr_transfer", "ctc_r0.5"), ("scratch_ctc", "ctc_r0.5")}
+    assert rows[("individual", "teacher")]["train_seconds"] == summary["elapsed_seconds"]
+    assert report["model_config"]["model_dim"] == 12 and report["model_config"]["num_blocks"] == 2
+    assert rows[("repr_transfer", "ctc_r0.5")]["num_blocks"] == rows[("scratch_ctc", "ctc_r0.5")]["num_blocks"] == 1
+    assert not (out / "individual").exists()
+    assert report["comparisons"]["repr_transfer"]
