@@ -391,6 +391,60 @@ def train_once_real(d):
     return rows
 
 
+def bench_report(d):
+    """The comparison report of `experiments.benchmark` (`report.json`): one row per method and
+    size, then the representation-transfer and KD comparisons against their targets."""
+    data = d["data"]
+    rows = [f"Data: {data['source']}, {data['train_hours']:.2f} h training speech; test: "
+            f"{data['test_utterances']} utterances of the test split (unseen voices and sentences), greedy.", "",
+            "| method | size | params | int8 bytes | test WER float % | test WER int8 % | RTF float | RTF int8 | "
+            "train s | epochs |", "|---|---|---|---|---|---|---|---|---|---|"]
+    num = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for r in d["rows"]:
+        rows.append(f"| {r['method']} | {r['size']} | {r['params']} | {num(r.get('int8_bytes'), 'd')} | "
+                    f"{pct(r['test_wer_float'])} | {pct(r.get('test_wer_int8'))} | {num(r.get('rtf_float'), '.4f')} | "
+                    f"{num(r.get('rtf_int8'), '.4f')} | {num(r.get('train_seconds'), '.0f')} | {r.get('epochs')} |")
+    for c in d["comparisons"].get("repr_transfer") or []:
+        eq = c["dev_wer_at_equal_ctc_epochs"]
+        verdict = lambda met: "not assessed" if met is None else ("met" if met else "NOT met")  # noqa: E731
+        rows += ["", f"Representation transfer vs CTC from scratch, {c['size']} ({c['params']} params):",
+                 f"- scratch: final dev WER {pct(c['scratch_final_dev_wer'])} after {c['scratch_epochs']} epochs "
+                 f"({c['scratch_train_seconds']:.0f} s).",
+                 f"- transfer reaches it after {num(c['repr_total_epochs_to_reach'], 'g')} epochs in all "
+                 f"(stage 1 + {num(c['repr_stage2_epochs_to_reach'], 'g')} of stage 2): "
+                 f"{num(c['speedup_epochs_total'], '.2f')}x fewer epochs "
+                 f"({num(c['speedup_epochs_stage2'], '.2f')}x counting stage 2 only), "
+                 f"{num(c['speedup_wall_time'], '.2f')}x less wall time; target >= 3x: "
+                 f"{verdict(c['target_speedup_3x_met'])}.",
+                 f"- dev WER after {eq['epochs']} CTC epochs: transfer {pct(eq['repr_transfer'])} vs scratch "
+                 f"{pct(eq['scratch'])}, relative {num(eq['relative_improvement'] and 100 * eq['relative_improvement'], '+.1f')}%"
+                 f" better; target >= 10%: {verdict(c['target_wer_10pct_met'])}.",
+                 f"- test WER: transfer {pct(c['test_wer']['repr_transfer'])} vs scratch {pct(c['test_wer']['scratch'])}."]
+        if c.get("note"):
+            rows.append(f"- {c['note']}")
+    for r in d["rows"]:
+        history = r.get("stage2_history") or r.get("history")
+        if history:
+            rows.append(f"- dev WER per epoch, {r['method']} {r['size']}: "
+                        + ", ".join(f"{h['epoch']:g}: {pct(h['dev_wer'])}" for h in history))
+    kd = d["comparisons"].get("kd") or {}
+    for method in ("progressive_kd", "one_shot_kd", "individual", "supernet"):
+        if method in kd:
+            k = kd[method]
+            rows.append(f"- KD, {method} at {kd['final_size']}: {100 * k['param_reduction']:.1f}% fewer params than the "
+                        f"teacher, test WER {pct(k['test_wer'])} vs teacher {pct(kd['teacher_test_wer'])}; target "
+                        f"(>= 60% fewer, <= 5% relative worse): {k['target_met']}")
+    return rows
+
+
+section("The one comparison report (make bench)", "bench/report.json",
+        "make bench (= python -m experiments.benchmark --config=experiments/flags/bench.cfg)")(bench_report)
+section("Issue 7 at issue 3's scale: representation transfer from the 8-h model vs CTC from scratch",
+        "bench_repr_8h/report.json",
+        "python -m experiments.benchmark --config=experiments/flags/bench_repr_8h.cfg "
+        "--out_dir=artifacts/bench_repr_8h")(bench_report)
+
+
 @section("make demo (the main job)", "demo/report.json",
          "make demo (= python -m experiments.demo --out_dir=artifacts/demo --flagfile=experiments/flags/demo.cfg)")
 def demo(d):

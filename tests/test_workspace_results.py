@@ -72,3 +72,22 @@ def test_train_once_table_states_ratio_and_relative_wer_against_targets():
     assert any("**0.90** (target <= 0.5: NOT met)" in r for r in rows)
     assert "| largest | 3 | 50.0 | 50.0 | +0.0% | met |" in rows
     assert "| smallest | 1 | 80.0 | 60.0 | +33.3% | NOT met |" in rows
+
+
+def test_bench_report_rows_and_repr_transfer_verdicts():
+    from experiments import benchmark as bm
+    hist = lambda wers: [{"epoch": float(i + 1), "dev_wer": w, "train_seconds": 10.0 * (i + 1)}  # noqa: E731
+                         for i, w in enumerate(wers)]
+    base = {"int8_bytes": 900, "test_wer_int8": None, "rtf_float": 0.01, "rtf_int8": None, "epochs": 4}
+    rows = [dict(base, method="scratch_ctc", size="ctc_r0.5", params=1000, test_wer_float=0.7, train_seconds=60.0,
+                 history=hist([0.95, 0.9, 0.85, 0.8, 0.75, 0.7])),
+            dict(base, method="repr_transfer", size="ctc_r0.5", params=1000, test_wer_float=0.6, train_seconds=25.0,
+                 stage1_seconds=5.0, stage2_history=hist([0.72, 0.6]))]
+    d = {"data": {"source": "default corpus c", "train_hours": 6.3, "test_utterances": 400}, "rows": rows,
+         "comparisons": {"repr_transfer": bm.compare_repr_transfer(rows, 1, 2), "kd": {}}}
+    out = wr.bench_report(d)
+    assert "| scratch_ctc | ctc_r0.5 | 1000 | 900 | 70.0 | - | 0.0100 | - | 60 | 4 |" in out
+    text = "\n".join(out)
+    assert "2.00x fewer epochs" in text and "target >= 3x: NOT met" in text
+    assert "transfer 60.0 vs scratch 90.0, relative +33.3% better; target >= 10%: met" in text
+    assert "- dev WER per epoch, repr_transfer ctc_r0.5: 1: 72.0, 2: 60.0" in text
