@@ -173,7 +173,8 @@ def measure_row(method: str, size: str, kind: str, model, test_utts, tokenizer,
     params = deploy_params(model) if kind == "ctc" else transducer_deploy_params(model)
     flt = evaluate_model(kind, model, test_utts, tokenizer)
     row = {"method": method, "size": size, "kind": kind, "params": params,
-           "test_wer_float": flt["wer"], "rtf_float": flt["rtf"], "train_seconds": train_seconds,
+           "test_wer_float": flt["wer"], "test_wer_float_by_domain": flt["wer_by_domain"],
+           "rtf_float": flt["rtf"], "train_seconds": train_seconds,
            "epochs": epochs, "model_config": model.config.to_dict()}
     row.update({"int8_bytes": None, "int8_bytes_kind": None, "test_wer_int8": None,
                 "rtf_int8": None, "int8_note": None})

@@ -397,12 +397,14 @@ def bench_report(d):
     data = d["data"]
     rows = [f"Data: {data['source']}, {data['train_hours']:.2f} h training speech; test: "
             f"{data['test_utterances']} utterances of the test split (unseen voices and sentences), greedy.", "",
-            "| method | size | params | int8 bytes | test WER float % | test WER int8 % | RTF float | RTF int8 | "
-            "train s | epochs |", "|---|---|---|---|---|---|---|---|---|---|"]
+            "| method | size | params | int8 bytes | test WER float % | command % | open % | test WER int8 % | "
+            "RTF float | RTF int8 | train s | epochs |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     num = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for r in d["rows"]:
+        dom = r.get("test_wer_float_by_domain") or {}
         rows.append(f"| {r['method']} | {r['size']} | {r['params']} | {num(r.get('int8_bytes'), 'd')} | "
-                    f"{pct(r['test_wer_float'])} | {pct(r.get('test_wer_int8'))} | {num(r.get('rtf_float'), '.4f')} | "
+                    f"{pct(r['test_wer_float'])} | {pct(dom.get('command'))} | {pct(dom.get('open'))} | "
+                    f"{pct(r.get('test_wer_int8'))} | {num(r.get('rtf_float'), '.4f')} | "
                     f"{num(r.get('rtf_int8'), '.4f')} | {num(r.get('train_seconds'), '.0f')} | {r.get('epochs')} |")
     for c in d["comparisons"].get("repr_transfer") or []:
         eq = c["dev_wer_at_equal_ctc_epochs"]

@@ -81,12 +81,15 @@ def test_bench_report_rows_and_repr_transfer_verdicts():
     base = {"int8_bytes": 900, "test_wer_int8": None, "rtf_float": 0.01, "rtf_int8": None, "epochs": 4}
     rows = [dict(base, method="scratch_ctc", size="ctc_r0.5", params=1000, test_wer_float=0.7, train_seconds=60.0,
                  history=hist([0.95, 0.9, 0.85, 0.8, 0.75, 0.7])),
+            dict(base, method="individual", size="teacher", params=3000, test_wer_float=0.5, train_seconds=9.0,
+                 test_wer_float_by_domain={"command": 0.25, "open": 0.75}),
             dict(base, method="repr_transfer", size="ctc_r0.5", params=1000, test_wer_float=0.6, train_seconds=25.0,
                  stage1_seconds=5.0, stage2_history=hist([0.72, 0.6]))]
     d = {"data": {"source": "default corpus c", "train_hours": 6.3, "test_utterances": 400}, "rows": rows,
          "comparisons": {"repr_transfer": bm.compare_repr_transfer(rows, 1, 2), "kd": {}}}
     out = wr.bench_report(d)
-    assert "| scratch_ctc | ctc_r0.5 | 1000 | 900 | 70.0 | - | 0.0100 | - | 60 | 4 |" in out
+    assert "| scratch_ctc | ctc_r0.5 | 1000 | 900 | 70.0 | - | - | - | 0.0100 | - | 60 | 4 |" in out
+    assert "| individual | teacher | 3000 | 900 | 50.0 | 25.0 | 75.0 | - | 0.0100 | - | 9 | 4 |" in out
     text = "\n".join(out)
     assert "2.00x fewer epochs" in text and "target >= 3x: NOT met" in text
     assert "transfer 60.0 vs scratch 90.0, relative +33.3% better; target >= 10%: met" in text

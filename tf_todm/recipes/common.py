@@ -141,15 +141,18 @@ _ENCODE_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size: int = 8) -> dict:
-    """Float Keras test metrics: {"wer", "rtf", "audio_seconds", "decode_seconds"}.
+    """Float Keras test metrics: {"wer", "wer_by_domain", "rtf", "audio_seconds", "decode_seconds"}.
 
-    `kind` is "ctc" (a `CtcModel`, greedy CTC) or "transducer" (greedy search). RTF = wall time
-    of encoder + decoding (feature extraction excluded) / audio seconds, batched on this CPU.
+    `kind` is "ctc" (a `CtcModel`, greedy CTC) or "transducer" (greedy search). The utterances are
+    decoded per domain (`Utterance.domain`; "" when unset) and "wer" pools them all (jiwer's
+    corpus WER). RTF = wall time of encoder + decoding (feature extraction excluded) / audio
+    seconds, batched on this CPU.
     """
     from tf_todm.decoding import ctc_greedy_decode, greedy_decode, transcribe
     from tf_todm.metrics import wer
     if not utterances:
-        return {"wer": float("nan"), "rtf": float("nan"), "audio_seconds": 0.0, "decode_seconds": 0.0}
+        return {"wer": float("nan"), "wer_by_domain": {}, "rtf": float("nan"), "audio_seconds": 0.0,
+                "decode_seconds": 0.0}
     timing = {"seconds": 0.0, "audio": 0.0}
     encode = _ENCODE_FNS.get(model)
     if encode is None:  # one trace per model: [B, T] dynamic
@@ -168,9 +171,17 @@ def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size
         timing["seconds"] += time.perf_counter() - start
         timing["audio"] += float(np.sum(batch["feature_lengths"].numpy())) * 0.01
         return ids
-    refs, hyps = transcribe(eval_dataset(utterances, tokenizer, batch_size), tokenizer, decode_ids)
+    domains: dict = {}
+    for u in utterances:
+        domains.setdefault(getattr(u, "domain", "") or "", []).append(u)
+    refs, hyps, by_domain = [], [], {}
+    for domain in sorted(domains):
+        r, h = transcribe(eval_dataset(domains[domain], tokenizer, batch_size), tokenizer, decode_ids)
+        by_domain[domain] = float(wer(r, h))
+        refs += r
+        hyps += h
     seconds, audio = timing["seconds"], timing["audio"]
-    return {"wer": float(wer(refs, hyps)), "rtf": seconds / max(audio, 1e-9),
+    return {"wer": float(wer(refs, hyps)), "wer_by_domain": by_domain, "rtf": seconds / max(audio, 1e-9),
             "audio_seconds": audio, "decode_seconds": seconds}
 
 
