@@ -447,6 +447,36 @@ section("Issue 7 at issue 3's scale: representation transfer from the 8-h model 
         "--out_dir=artifacts/bench_repr_8h")(bench_report)
 
 
+@section("Issue 7 at issue 3's scale: progressive distillation of the 8-h model vs one-shot KD vs scratch",
+         "progressive_kd_8h/result.json",
+         "python -m experiments.train_progressive_kd --flagfile=experiments/flags/progressive_kd_8h.cfg "
+         "--out_dir=artifacts/progressive_kd_8h")
+def progressive_kd(d):
+    """`experiments.train_progressive_kd`'s result.json: teacher, every stage, and the baselines
+    against the issue's target (>= 60% fewer parameters, <= 5% relative test-WER degradation)."""
+    teacher = d["teacher"]
+    t_wer, t_params = teacher["test"].get("wer"), teacher["params"]
+    rows = ["Test split of the 8-h corpus (unseen voices and sentences), greedy, float Keras.", "",
+            "| model | params | fewer params than teacher | test WER % | command % | open % | "
+            "relative WER vs teacher | train s | target |", "|---|---|---|---|---|---|---|---|---|"]
+    named = [("teacher", teacher)] + [(f"stage {k}", r) for k, r in enumerate(d["stages"], 1)]
+    named += [(n, d[n]) for n in ("one_shot", "scratch") if n in d]
+    final = len(d["stages"])
+    for name, r in named:
+        dom = r["test"].get("wer_by_domain") or {}
+        wer, reduction = r["test"].get("wer"), 1 - r["params"] / t_params
+        rel = None if wer is None or not t_wer else wer / t_wer - 1
+        target = "-"
+        if name in (f"stage {final}", "one_shot", "scratch") and rel is not None:
+            target = "met" if reduction >= 0.6 and rel <= 0.05 else "NOT met"
+        rows.append(f"| {name} | {r['params']} | {100 * reduction:.1f}% | {pct(wer)} | {pct(dom.get('command'))} | "
+                    f"{pct(dom.get('open'))} | {'-' if rel is None else f'{100 * rel:+.1f}%'} | "
+                    f"{'-' if r.get('train_seconds') is None else format(r['train_seconds'], '.0f')} | {target} |")
+    inits = ", ".join(f"stage {k}: {r['init']}" for k, r in enumerate(d["stages"], 1))
+    rows += ["", f"Student initialisation: {inits}. The baselines train for as many epochs as all stages together."]
+    return rows
+
+
 @section("make demo (the main job)", "demo/report.json",
          "make demo (= python -m experiments.demo --out_dir=artifacts/demo --flagfile=experiments/flags/demo.cfg)")
 def demo(d):

@@ -94,3 +94,17 @@ def test_bench_report_rows_and_repr_transfer_verdicts():
     assert "2.00x fewer epochs" in text and "target >= 3x: NOT met" in text
     assert "transfer 60.0 vs scratch 90.0, relative +33.3% better; target >= 10%: met" in text
     assert "- dev WER per epoch, repr_transfer ctc_r0.5: 1: 72.0, 2: 60.0" in text
+
+
+def test_progressive_kd_table_judges_the_final_size_against_the_targets():
+    test = lambda wer: {"wer": wer, "wer_by_domain": {"command": wer / 2, "open": wer}}  # noqa: E731
+    d = {"teacher": {"params": 1000, "test": test(0.40)},
+         "stages": [{"params": 600, "init": "slice", "train_seconds": 50.0, "test": test(0.41)},
+                    {"params": 380, "init": "slice", "train_seconds": 40.0, "test": test(0.41)}],
+         "one_shot": {"params": 380, "train_seconds": 80.0, "test": test(0.50)},
+         "scratch": {"params": 380, "train_seconds": 70.0, "test": test(0.90)}}
+    rows = wr.progressive_kd(d)
+    assert "| teacher | 1000 | 0.0% | 40.0 | 20.0 | 40.0 | +0.0% | - | - |" in rows
+    assert "| stage 1 | 600 | 40.0% | 41.0 | 20.5 | 41.0 | +2.5% | 50 | - |" in rows
+    assert "| stage 2 | 380 | 62.0% | 41.0 | 20.5 | 41.0 | +2.5% | 40 | met |" in rows
+    assert "| one_shot | 380 | 62.0% | 50.0 | 25.0 | 50.0 | +25.0% | 80 | NOT met |" in rows
