@@ -165,15 +165,20 @@ def test_batch_norm_streaming_equals_full_sequence():
     np.testing.assert_allclose(np.concatenate(outputs, axis=1), full.numpy(), atol=1e-5)
 
 
+def _batch_norm_model_and_halves(num_blocks: int, seed: int, batch_seed: int):
+    """(config, model, features, lengths, the tiny batch split into two batches)."""
+    tf.random.set_seed(seed)
+    config = tiny_config(conv_norm="batch", num_blocks=num_blocks, dropout=0.0)
+    features, lengths, _ = tiny_batch(batch_seed)
+    halves = [{"features": features[:2], "feature_lengths": lengths[:2]},
+              {"features": features[2:], "feature_lengths": lengths[2:]}]
+    return config, Transducer(config), features, lengths, halves
+
+
 def test_recalibration_equals_one_big_batch_and_keeps_inactive_channels():
     """Two batches pooled == their union in one batch (the first block's conv input depends on no
     BatchNorm, so its statistics are exact either way); channels beyond the subnet stay as they were."""
-    tf.random.set_seed(9)
-    config = tiny_config(conv_norm="batch", num_blocks=1, dropout=0.0)
-    model = Transducer(config)
-    features, lengths, _ = tiny_batch(0)
-    halves = [{"features": features[:2], "feature_lengths": lengths[:2]},
-              {"features": features[2:], "feature_lengths": lengths[2:]}]
+    config, model, features, lengths, halves = _batch_norm_model_and_halves(1, seed=9, batch_seed=0)
     subnet_config = SubnetConfig(
         num_blocks=1, ff_dims=(10,), num_heads=(3,), conv_dims=(5,), predictor_dim=8, joiner_dim=9)
     subnet = encode_subnet(config, subnet_config)
@@ -190,12 +195,7 @@ def test_recalibration_equals_one_big_batch_and_keeps_inactive_channels():
 
 
 def test_recalibration_traces_once_for_every_subnet_and_skips_inactive_blocks():
-    tf.random.set_seed(2)
-    config = tiny_config(conv_norm="batch", num_blocks=3, dropout=0.0)
-    model = Transducer(config)
-    features, lengths, _ = tiny_batch(1)
-    batches = [{"features": features[:2], "feature_lengths": lengths[:2]},
-               {"features": features[2:], "feature_lengths": lengths[2:]}]
+    config, model, _, _, batches = _batch_norm_model_and_halves(3, seed=2, batch_seed=1)
     space = tiny_space(config)
     second = model.encoder.blocks[1].conv
     before = second.conv_norm_moving_mean.numpy().copy()
