@@ -91,9 +91,12 @@ def test_bench_report_rows_and_repr_transfer_verdicts():
     assert "| scratch_ctc | ctc_r0.5 | 1000 | 900 | 70.0 | - | - | - | 0.0100 | - | 60 | 4 |" in out
     assert "| individual | teacher | 3000 | 900 | 50.0 | 25.0 | 75.0 | - | 0.0100 | - | 9 | 4 |" in out
     text = "\n".join(out)
-    assert "2.00x fewer epochs" in text and "target >= 3x: NOT met" in text
+    assert "2.00x fewer epochs" in text and "target >= 3x fewer epochs: NOT met" in text
     assert "transfer 60.0 vs scratch 90.0, relative +33.3% better; target >= 10%: met" in text
     assert "- dev WER per epoch, repr_transfer ctc_r0.5: 1: 72.0, 2: 60.0" in text
+    rows[-1]["stage2_history"] = hist([0.9, 0.8])  # never reaches scratch's final 70%
+    text = "\n".join(wr.bench_report(dict(d, comparisons={"repr_transfer": bm.compare_repr_transfer(rows, 1, 2)})))
+    assert "- transfer does not reach it within its stage-2 epochs; target >= 3x fewer epochs: NOT met." in text
 
 
 def test_progressive_kd_table_judges_the_final_size_against_the_targets():
