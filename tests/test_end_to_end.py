@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tf_todm.export import op_report, sidecar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -12,6 +14,7 @@ REPORT_FIELDS = {"name", "tflite", "sidecar", "target", "quantization", "params"
                  "rtf", "latency_ms_median", "latency_ms_p90"}
 
 
+@pytest.mark.end_to_end
 def test_demo_pipeline_at_toy_size(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
