@@ -173,7 +173,7 @@ def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size
         return ids
     domains: dict = {}
     for u in utterances:
-        domains.setdefault(getattr(u, "domain", "") or "", []).append(u)
+        domains.setdefault(u.domain or "", []).append(u)
     refs, hyps, by_domain = [], [], {}
     for domain in sorted(domains):
         r, h = transcribe(eval_dataset(domains[domain], tokenizer, batch_size), tokenizer, decode_ids)
