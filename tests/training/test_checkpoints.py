@@ -29,9 +29,47 @@ def test_checkpointer_restores_weights_and_counters(tmp_path):
         state.batch_in_epoch.assign(10 * step)
         model.w.assign_add(tf.ones(3))
         ckpt.save()
-    assert len(ckpt.manager.checkpoints) == 2  # max_to_keep
+    assert [os.path.basename(p) for p in ckpt.checkpoints] == ["ckpt-2", "ckpt-3"]  # max_to_keep
+    assert not [n for n in os.listdir(tmp_path / "ckpt") if n.startswith("ckpt-1.")]  # swept
+    # The folder is a standard one: TF's own CheckpointManager lists the same checkpoints.
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(), str(tmp_path / "ckpt"), max_to_keep=2)
+    assert manager.checkpoints == ckpt.checkpoints and manager.latest_checkpoint == ckpt.latest
     model2, state2 = Tiny(), TrainState()
     path = Checkpointer(str(tmp_path / "ckpt"), model2, None, state2).restore_latest()
     assert path.endswith("-3")
     np.testing.assert_array_equal(model2.w.numpy(), np.arange(3) + 3)
     assert state2.as_dict() == {"step": 3, "epoch": 0, "batch_in_epoch": 30, "num_skipped": 0}
+
+
+def test_kill_between_write_and_index_update_leaves_only_unlisted_orphans(tmp_path):
+    """Replays a kill after step 1 of a save (shards written, index not yet updated): the index
+    still lists only complete checkpoints, a restart restores the previous one, and the next save
+    removes the orphan files."""
+    class Tiny(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(np.zeros(3, np.float32))
+
+    directory = str(tmp_path / "ckpt")
+    model, state = Tiny(), TrainState()
+    ckpt = Checkpointer(directory, model, None, state, max_to_keep=1)
+    state.step.assign(1)
+    ckpt.save()
+    state.step.assign(2)
+    model.w.assign(np.ones(3, np.float32))
+    ckpt.checkpoint.write(os.path.join(directory, "ckpt-2"))  # ... and the process dies here
+    assert [os.path.basename(p) for p in ckpt.checkpoints] == ["ckpt-1"]
+
+    model2, state2 = Tiny(), TrainState()
+    restarted = Checkpointer(directory, model2, None, state2, max_to_keep=1)
+    assert restarted.restore_latest().endswith("ckpt-1")
+    np.testing.assert_array_equal(model2.w.numpy(), np.zeros(3))
+    state2.step.assign(5)
+    restarted.save()
+    names = sorted(os.listdir(directory))
+    assert names == ["checkpoint", "ckpt-5.data-00000-of-00001", "ckpt-5.index"], names
+
+
+def test_checkpointer_rejects_max_to_keep_below_one(tmp_path):
+    import pytest
+    with pytest.raises(ValueError, match="max_to_keep must be >= 1, got 0"):
+        Checkpointer(str(tmp_path), tf.Module(), None, TrainState(), max_to_keep=0)

@@ -4,17 +4,24 @@ The data order is a pure function of `(seed, epoch)` and subnet sampling a pure 
 `(seed, step)`, so the state to resume a run exactly is: weights, optimizer slots, `step`,
 `epoch` and `batch_in_epoch` (batches of this epoch already consumed, skipped on resume).
 
-`tf.train.CheckpointManager` writes each checkpoint's shards under temporary names and renames
-them, and rewrites its `checkpoint` index file atomically, so a run killed at any moment leaves the
-previous checkpoint loadable. JSON side files go through `write_json_atomic` (temp + rename).
+A save is ordered so that a run killed at any moment leaves every listed checkpoint loadable:
+1. `tf.train.Checkpoint.write` writes `ckpt-<step>` (shards under temporary names, then renamed);
+2. the `checkpoint` index file is rewritten atomically to list only the kept checkpoints;
+3. only then are the dropped checkpoints' files deleted.
+(`tf.train.CheckpointManager.save` records the index still listing the checkpoint it is about to
+delete, deletes it, then records again: a kill in between leaves a listed, missing checkpoint.)
+A kill can leave unlisted orphan files only; the next save removes them. JSON side files go
+through `write_json_atomic` (temp + rename).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
-from typing import Any, Optional
+import time
+from typing import Any, List, Optional
 
 import tensorflow as tf
 
@@ -59,47 +66,87 @@ class TrainState(tf.Module):
                 ("step", "epoch", "batch_in_epoch", "num_skipped")}
 
 
+_CHECKPOINT_FILE = re.compile(r"^(ckpt-\d+)\.(index|data-\d+-of-\d+)$")
+
+
+def kept_checkpoints(listed: List[str], new_path: str, max_to_keep: int) -> List[str]:
+    """The index's checkpoint list after saving `new_path`: oldest first, at most `max_to_keep`."""
+    ordered = [p for p in listed if p != new_path] + [new_path]
+    return ordered[-max_to_keep:]
+
+
 class Checkpointer:
-    """`tf.train.Checkpoint` of (model, optimizer, state) + a `CheckpointManager`.
+    """`tf.train.Checkpoint` of (model, optimizer, state), saved as `<directory>/ckpt-<step>`.
 
     Args:
       directory: checkpoint folder (`<run>/ckpt`).
       model, optimizer, state: objects to save (the optimizer may be None).
-      max_to_keep: checkpoints kept.
+      max_to_keep: checkpoints kept (older ones are deleted after the index stops listing them).
       is_chief: in multi-worker training every worker must call `save` (the save is collective);
         non-chief workers write to a private temporary folder that is deleted afterwards.
     """
 
     def __init__(self, directory: str, model, optimizer, state: TrainState, max_to_keep: int = 3,
                  is_chief: bool = True):
+        if max_to_keep < 1:
+            raise ValueError(f"max_to_keep must be >= 1, got {max_to_keep}")
         self.directory = directory
         self.is_chief = is_chief
+        self.max_to_keep = max_to_keep
         objects = {"model": model, "state": state}
         if optimizer is not None:
             objects["optimizer"] = optimizer
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.state = state
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+
+    @property
+    def checkpoints(self) -> List[str]:
+        """Paths the index lists, oldest first (empty if nothing was saved)."""
+        index = tf.train.get_checkpoint_state(self.directory)
+        return list(index.all_model_checkpoint_paths) if index is not None else []
 
     @property
     def latest(self) -> Optional[str]:
-        return self.manager.latest_checkpoint
+        return tf.train.latest_checkpoint(self.directory)
 
     def restore_latest(self) -> Optional[str]:
         """Restores the newest checkpoint if there is one; returns its path (or None)."""
         path = self.latest
         if path is None:
             return None
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        self.checkpoint.read(path).assert_existing_objects_matched()  # `read` pairs with `write`
         return path
 
     def save(self) -> Optional[str]:
         """Saves (collectively); returns the chief's checkpoint path (None on other workers)."""
-        if self.is_chief:
-            return self.manager.save(checkpoint_number=int(self.state.step.numpy()))
-        tmp = tempfile.mkdtemp(prefix="ckpt_worker_")
-        try:
-            self.checkpoint.write(os.path.join(tmp, "ckpt"))
-        finally:
-            tf.io.gfile.rmtree(tmp)
-        return None
+        if not self.is_chief:
+            tmp = tempfile.mkdtemp(prefix="ckpt_worker_")
+            try:
+                self.checkpoint.write(os.path.join(tmp, "ckpt"))
+            finally:
+                tf.io.gfile.rmtree(tmp)
+            return None
+        tf.io.gfile.makedirs(self.directory)
+        path = self.checkpoint.write(
+            os.path.join(self.directory, f"ckpt-{int(self.state.step.numpy())}"))
+        index = tf.train.get_checkpoint_state(self.directory)
+        listed = list(index.all_model_checkpoint_paths) if index is not None else []
+        times = list(index.all_model_checkpoint_timestamps) if index is not None else []
+        stamps = {p: times[i] if i < len(times) else 0.0 for i, p in enumerate(listed)}
+        stamps[path] = time.time()
+        kept = kept_checkpoints(list(stamps), path, self.max_to_keep)
+        # The only public writer of the index; it writes a temp file and renames it. Timestamps
+        # are recorded so that a `tf.train.CheckpointManager` opened on the folder lists them.
+        tf.compat.v1.train.update_checkpoint_state(
+            self.directory, path, all_model_checkpoint_paths=kept,
+            all_model_checkpoint_timestamps=[stamps.get(p, 0.0) for p in kept],
+            last_preserved_timestamp=0.0)
+        self._delete_unlisted({os.path.basename(p) for p in kept})
+        return path
+
+    def _delete_unlisted(self, kept_names: set) -> None:
+        """Removes `ckpt-<n>.*` files the index does not list (dropped checkpoints, kill orphans)."""
+        for name in tf.io.gfile.listdir(self.directory):
+            match = _CHECKPOINT_FILE.match(name)
+            if match and match.group(1) not in kept_names:
+                tf.io.gfile.remove(os.path.join(self.directory, name))

@@ -58,7 +58,7 @@ class TrainConfig:
       layer_drop_max / layer_drop_min: adaptive layer drop of the largest / smallest subnet.
       log_every_steps, checkpoint_every_steps, eval_every_steps: loop periods in steps
         (0 disables periodic checkpoints / evals; a final checkpoint is always written).
-      max_checkpoints_to_keep: CheckpointManager `max_to_keep`.
+      max_checkpoints_to_keep: checkpoints kept on disk (`Checkpointer(max_to_keep=...)`).
       eval_max_utterances: dev utterances decoded per periodic WER evaluation.
       seed: seed of model init, data order, subnet sampling.
       strategy: "default", "mirrored" (N logical CPU devices) or "multi_worker" (TF_CONFIG).
