@@ -5,9 +5,13 @@
       --dev_manifest=data/default/dev.jsonl --budgets=budgets.json --out=...
 
 For each budget and seed: the search (population P, tournament S, at most --max_evaluations
-evaluator calls, default --random_samples - 10; defaults P=8, S=3, crossover 0.7) and, separately (own WER cache), --random_samples distinct random feasible subnets.
-Reports the best WER each found, evaluator calls and wall time, and the ratios. Target: the search
-is at least as good as best-of-random with less time than evaluating the random samples.
+evaluator calls, default --random_samples - 10; defaults P=8, S=3, crossover 0.7) and, separately
+(own WER cache), --random_samples distinct random feasible subnets scored on the whole dev set.
+With --screen_dev_batches=N the search is two-fidelity (`screened_search`): its evolution scores
+candidates on the first N dev batches (and --screen_calibration_batches BatchNorm batches), then its
+--finalists best on the whole dev set; its reported WER is that full-dev WER, the same measure as
+random's. Reports the best WER each found, evaluator calls and wall time, and the ratios. Target: the
+search is at least as good as best-of-random with less time than evaluating the random samples.
 
 `--evaluator=toy` uses the synthetic WER surface of `tf_todm.search.toy` (documented there) with
 per-config noise `--toy_noise` and an emulated evaluation cost `--toy_eval_ms`; without
@@ -38,19 +42,29 @@ def toy_budgets(costs_fn, space):
     return [Budget(f"params_{int(100 * f)}pct", max_params=int(lo + f * (hi - lo))) for f in (0.2, 0.45, 0.7)]
 
 
-def run_benchmark(setup, budgets, *, seeds, max_evaluations, random_samples, **search_kwargs) -> list[dict]:
-    """One row per (budget, seed) with both methods' best WER, evaluations and wall time."""
-    from tf_todm.search.evolution import random_search, search
+def run_benchmark(setup, budgets, *, seeds, max_evaluations, random_samples, finalists: int = 4,
+                  **search_kwargs) -> list[dict]:
+    """One row per (budget, seed) with both methods' best WER, evaluations and wall time.
+    `setup["screen_evaluator"]` (if set) makes the search two-fidelity."""
+    from tf_todm.search.evolution import random_search, screened_search, search
 
     rows = []
+    screen = setup.get("screen_evaluator")
     for budget in budgets:
         for seed in seeds:
-            evo = search(setup["space"], setup["evaluator"], setup["costs_fn"], budget, seed=seed,
-                         max_evaluations=max_evaluations, cache={}, progress=True, **search_kwargs)
+            if screen is None:
+                evo = search(setup["space"], setup["evaluator"], setup["costs_fn"], budget, seed=seed,
+                             max_evaluations=max_evaluations, cache={}, progress=True, **search_kwargs)
+            else:
+                evo = screened_search(setup["space"], setup["evaluator"], screen, setup["costs_fn"],
+                                      budget, finalists=finalists, cache={}, screen_cache={},
+                                      seed=seed, max_evaluations=max_evaluations, progress=True,
+                                      **search_kwargs)
             rnd = random_search(setup["space"], setup["evaluator"], setup["costs_fn"], budget,
                                 num_samples=random_samples, seed=10_000 + seed, cache={}, progress=True)
             rows.append({"budget": budget.name, "seed": seed,
                          "search": {"best_wer": evo.best_wer, "evaluations": evo.num_evaluations,
+                                    "screenings": evo.num_screenings,
                                     "wall_time_s": evo.wall_time_s,
                                     "evaluation_time_s": evo.evaluation_time_s, "config": evo.best_config.to_dict(),
                                     "params": evo.best.costs.params},
@@ -83,7 +97,10 @@ def latency_fit_report(setup) -> dict:
 
 def _break_even(evo, rnd):
     """Evaluation cost (s per call) above which the search's wall time is below random's:
-    overhead_s + n_s·c < overhead_r + n_r·c. None when the search never is (n_s >= n_r)."""
+    overhead_s + n_s·c < overhead_r + n_r·c. None when the search never is (n_s >= n_r), and for a
+    two-fidelity search (its calls do not cost the same)."""
+    if evo.num_screenings:
+        return None
     over_s = evo.wall_time_s - evo.evaluation_time_s
     over_r = rnd.wall_time_s - rnd.evaluation_time_s
     if evo.num_evaluations >= rnd.num_evaluations:
@@ -91,13 +108,19 @@ def _break_even(evo, rnd):
     return max(0.0, (over_s - over_r) / (rnd.num_evaluations - evo.num_evaluations))
 
 
+def _calls(side: dict) -> str:
+    """'40' evaluations, or '4+40s' for full-dev finalists + screenings."""
+    screenings = side.get("screenings") or 0
+    return f"{side['evaluations']}+{screenings}s" if screenings else str(side["evaluations"])
+
+
 def format_rows(rows) -> str:
-    lines = [f"{'budget':<16} {'seed':>4} {'search WER%':>11} {'random WER%':>11} {'evals s/r':>9} "
+    lines = [f"{'budget':<16} {'seed':>4} {'search WER%':>11} {'random WER%':>11} {'evals s/r':>11} "
              f"{'time s/r (s)':>15} {'ratio':>6} {'overhead s/r (s)':>17} {'ok':>3}"]
     for r in rows:
         s, q = r["search"], r["random"]
         lines.append(f"{r['budget']:<16} {r['seed']:>4} {100 * s['best_wer']:>11.2f} {100 * q['best_wer']:>11.2f} "
-                     f"{s['evaluations']:>4}/{q['evaluations']:<4} {s['wall_time_s']:>7.2f}/{q['wall_time_s']:<7.2f} "
+                     f"{_calls(s):>6}/{q['evaluations']:<4} {s['wall_time_s']:>7.2f}/{q['wall_time_s']:<7.2f} "
                      f"{r['time_ratio_search_over_random']:>6.2f} "
                      f"{s['wall_time_s'] - s['evaluation_time_s']:>8.3f}/{q['wall_time_s'] - q['evaluation_time_s']:<8.3f} "
                      f"{'yes' if r['search_at_least_as_good'] else 'no':>3}")
@@ -127,7 +150,9 @@ def main(argv):
             max_dev_utterances=search_cli._MAX_DEV_UTTERANCES.value, batch_size=search_cli._BATCH_SIZE.value,
             latency_cache=search_cli._LATENCY_CACHE.value, latency_fit=search_cli._LATENCY_FIT.value,
             toy_noise=search_cli._TOY_NOISE.value, toy_eval_ms=search_cli._TOY_EVAL_MS.value,
-            calibration_manifest=search_cli._CALIBRATION_MANIFEST.value)
+            calibration_manifest=search_cli._CALIBRATION_MANIFEST.value,
+            screen_dev_batches=search_cli._SCREEN_DEV_BATCHES.value,
+            screen_calibration_batches=search_cli._SCREEN_CALIBRATION_BATCHES.value)
         from tf_todm.search.budgets import load_budgets
 
         if search_cli._BUDGETS.value:
@@ -141,11 +166,13 @@ def main(argv):
             max_evaluations = _RANDOM_SAMPLES.value - 10
         start = time.perf_counter()
         rows = run_benchmark(setup, budgets, seeds=seeds, max_evaluations=max_evaluations,
-                             random_samples=_RANDOM_SAMPLES.value, **search_cli.search_kwargs())
+                             random_samples=_RANDOM_SAMPLES.value, finalists=search_cli._FINALISTS.value,
+                             **search_cli.search_kwargs())
     except (ValueError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     result = {"argv": sys.argv, "evaluator": kind, "seeds": seeds, **search_cli.search_kwargs(),
+              **search_cli.screening_settings(),
               "max_evaluations": max_evaluations,
               "random_samples": _RANDOM_SAMPLES.value, "toy_noise": search_cli._TOY_NOISE.value,
               "toy_eval_ms": search_cli._TOY_EVAL_MS.value,

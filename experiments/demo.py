@@ -35,6 +35,8 @@ flags.DEFINE_integer("vocab_size", 256, "SentencePiece vocabulary size (blank in
 flags.DEFINE_multi_string("model", [], "TransducerConfig override key=value (repeatable).")
 flags.DEFINE_multi_string("train", [], "TrainConfig override key=value (repeatable).")
 flags.DEFINE_float("supernet_minutes", 25.0, "Wall-clock limit of supernet training.")
+flags.DEFINE_bool("supernet_dev_eval", True, "Decode the dev set with the largest and smallest "
+                  "subnets after training (reported under supernet.dev).")
 flags.DEFINE_integer("latency_samples", 8, "Subnets whose LiteRT latency is measured to fit the "
                      "latency model used during the search (0: no latency).")
 flags.DEFINE_list("phone_modes", ["float32", "dynamic_int8", "full_int8"],
@@ -70,7 +72,8 @@ def train_supernet(run_dir: str, train_utts, dev_utts, tokenizer) -> tuple[dict,
             print(f"supernet already trained: {summary_path} (delete {run_dir} to retrain)")
             return json.load(f), True
     return run_training(model_config, train_config, run_dir, train_utterances=train_utts,
-                        dev_utterances=dev_utts, tokenizer=tokenizer), False
+                        dev_utterances=dev_utts, tokenizer=tokenizer,
+                        final_eval=FLAGS.supernet_dev_eval), False
 
 
 def run_search(model, tokenizer, dev_utts, out_dir: str, calibration=None):
@@ -88,6 +91,8 @@ def run_search(model, tokenizer, dev_utts, out_dir: str, calibration=None):
     utts = dev_utts[: FLAGS.max_dev_utterances] if FLAGS.max_dev_utterances else dev_utts
     dataset = make_dataset(utts, tokenizer, batch_size=FLAGS.batch_size, training=False, seed=FLAGS.seed)
     evaluator = SupernetWerEvaluator(model, dataset, tokenizer, calibration_dataset=calibration)
+    screen = search_cli.screening_evaluator(evaluator, FLAGS.screen_dev_batches,
+                                            FLAGS.screen_calibration_batches)
     latency, fit = None, None
     if FLAGS.latency_samples > 0:
         measured = MeasuredLatency(os.path.join(out_dir, "latency_cache.json"),
@@ -102,8 +107,10 @@ def run_search(model, tokenizer, dev_utts, out_dir: str, calibration=None):
     start = time.perf_counter()
     results, cache = search_cli.search_budgets(space, evaluator, costs_fn, budgets, seed=FLAGS.seed,
                                                max_evaluations=FLAGS.max_evaluations,
+                                               screen_evaluator=screen, finalists=FLAGS.finalists,
                                                **search_cli.search_kwargs())
-    settings = {"seed": FLAGS.seed, **search_cli.search_kwargs(), "space": space.to_dict(),
+    settings = {"seed": FLAGS.seed, **search_cli.search_kwargs(), **search_cli.screening_settings(),
+                "space": space.to_dict(),
                 "max_dev_utterances": FLAGS.max_dev_utterances, "total_evaluations": len(cache),
                 "latency_fit": None if fit is None else fit.to_dict(),
                 "wall_time_s": time.perf_counter() - start}

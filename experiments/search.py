@@ -46,6 +46,14 @@ _CALIBRATION_MANIFEST = flags.DEFINE_string(
     "(required for a supernet trained with conv_norm=batch).")
 _MAX_DEV_UTTERANCES = flags.DEFINE_integer("max_dev_utterances", 200, "First N dev utterances (0 = all).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Dev batch size.")
+_SCREEN_DEV_BATCHES = flags.DEFINE_integer(
+    "screen_dev_batches", 0, "Two-fidelity search (supernet evaluator): the evolution scores each "
+    "candidate on the first N dev batches only, then --finalists best are scored on the whole dev "
+    "set, which picks the winner. 0 = every candidate on the whole dev set.")
+_SCREEN_CALIBRATION_BATCHES = flags.DEFINE_integer(
+    "screen_calibration_batches", 0, "BatchNorm re-estimation batches while screening (0 = all "
+    "of --calibration_manifest's; finalists always use all).")
+_FINALISTS = flags.DEFINE_integer("finalists", 4, "Screened subnets re-scored on the whole dev set.")
 _LATENCY_CACHE = flags.DEFINE_string(
     "latency_cache", None, "MeasuredLatency JSON (key -> ms per s of audio); with --latency_fit a "
     "linear fit on it, else every candidate must be in it.")
@@ -64,12 +72,19 @@ def load_supernet(checkpoint_dir: str):
 def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Optional[str] = None,
                 max_dev_utterances: int = 200, batch_size: int = 16, latency_cache: Optional[str] = None,
                 latency_fit: bool = True, toy_noise: float = 0.005, toy_eval_ms: float = 0.0,
-                seed: int = 0, calibration_manifest: Optional[str] = None) -> dict[str, Any]:
-    """{"space", "evaluator", "costs_fn", "model_config", "latency_fit", "measured_latency"}."""
+                seed: int = 0, calibration_manifest: Optional[str] = None, screen_dev_batches: int = 0,
+                screen_calibration_batches: int = 0) -> dict[str, Any]:
+    """{"space", "evaluator", "screen_evaluator" (None: single fidelity), "costs_fn", "model_config",
+    "latency_fit", "measured_latency"}."""
     from tf_todm.search.cost_model import AnalyticCostModel, FittedLatencyModel, MeasuredLatency
 
+    screen_evaluator = None
     if kind == "toy":
         from tf_todm.search.toy import ToyWerEvaluator, toy_model_config, toy_space
+
+        if screen_dev_batches:
+            raise ValueError("--screen_dev_batches needs --evaluator=supernet (the toy surface has "
+                             "no dev set to slice)")
 
         model_config, space = toy_model_config(), toy_space()
         evaluator = ToyWerEvaluator(space, noise_std=toy_noise, seed=seed, eval_seconds=toy_eval_ms / 1000)
@@ -94,6 +109,7 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
             from tf_todm.models.batch_norm_calibration import calibration_batches
             calibration = calibration_batches(read_manifest(calibration_manifest), tokenizer, batch_size)
         evaluator = SupernetWerEvaluator(model, dataset, tokenizer, calibration_dataset=calibration)
+        screen_evaluator = screening_evaluator(evaluator, screen_dev_batches, screen_calibration_batches)
     else:
         raise ValueError(f"unknown evaluator {kind!r}, expected supernet|toy")
 
@@ -106,8 +122,26 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
             fit = FittedLatencyModel.fit_measured(latency, AnalyticCostModel(model_config))
             latency = fit
     costs_fn = AnalyticCostModel(model_config, latency=latency)
-    return {"space": space, "evaluator": evaluator, "costs_fn": costs_fn, "model_config": model_config,
-            "latency_fit": fit, "measured_latency": measured}
+    return {"space": space, "evaluator": evaluator, "screen_evaluator": screen_evaluator,
+            "costs_fn": costs_fn, "model_config": model_config, "latency_fit": fit,
+            "measured_latency": measured}
+
+
+def screening_evaluator(evaluator, dev_batches: int, calibration_batches: int = 0):
+    """The cheap fidelity of a two-fidelity search (None when `dev_batches` is 0)."""
+    if not dev_batches:
+        return None
+    if dev_batches < 0 or calibration_batches < 0:
+        raise ValueError(f"--screen_dev_batches ({dev_batches}) and --screen_calibration_batches "
+                         f"({calibration_batches}) must be >= 0")
+    return evaluator.subset(dev_batches, calibration_batches or None)
+
+
+def screening_settings() -> dict:
+    """The two-fidelity flags, for reports."""
+    return {"screen_dev_batches": _SCREEN_DEV_BATCHES.value,
+            "screen_calibration_batches": _SCREEN_CALIBRATION_BATCHES.value,
+            "finalists": _FINALISTS.value if _SCREEN_DEV_BATCHES.value else None}
 
 
 def search_kwargs() -> dict:
@@ -118,15 +152,25 @@ def search_kwargs() -> dict:
 
 
 def search_budgets(space, evaluator, costs_fn, budgets, *, seed: int, max_evaluations: Optional[int] = None,
-                   progress: bool = True, **kwargs) -> tuple[list, dict]:
-    """Runs `search` per budget with one shared WER cache; returns (results, cache)."""
-    from tf_todm.search.evolution import search
+                   progress: bool = True, screen_evaluator=None, finalists: int = 4,
+                   **kwargs) -> tuple[list, dict]:
+    """Runs `search` per budget with one shared WER cache (`screened_search` when a
+    `screen_evaluator` is given, with a shared screening cache too); returns (results, cache)."""
+    from tf_todm.search.evolution import screened_search, search
 
     cache: dict = {}
+    screen_cache: dict = {}
     results = []
     for budget in budgets:
-        results.append(search(space, evaluator, costs_fn, budget, seed=seed, max_evaluations=max_evaluations,
-                              progress=progress, cache=cache, **kwargs))
+        if screen_evaluator is None:
+            results.append(search(space, evaluator, costs_fn, budget, seed=seed,
+                                  max_evaluations=max_evaluations, progress=progress, cache=cache,
+                                  **kwargs))
+        else:
+            results.append(screened_search(space, evaluator, screen_evaluator, costs_fn, budget,
+                                           finalists=finalists, cache=cache, screen_cache=screen_cache,
+                                           seed=seed, max_evaluations=max_evaluations,
+                                           progress=progress, **kwargs))
     return results, cache
 
 
@@ -134,12 +178,17 @@ def report(results, settings: dict, out_dir: str) -> dict:
     """Writes search.json and pareto.png under `out_dir`; returns the JSON dict."""
     from tf_todm.search.pareto import pareto_front, plot_pareto
 
-    points, seen = [], set()
-    for result in results:
-        for e in result.evaluated:
-            if e.config.key() not in seen:
-                seen.add(e.config.key())
-                points.append(e.to_dict())
+    def distinct(lists):
+        points, seen = [], set()
+        for evaluated in lists:
+            for e in evaluated:
+                if e.config.key() not in seen:
+                    seen.add(e.config.key())
+                    points.append(e.to_dict())
+        return points
+
+    points = distinct(r.evaluated for r in results)  # full-dev WERs only
+    screened = distinct(r.screened for r in results)
     second = ("latency_ms_per_s_audio" if any(p["latency_ms_per_s_audio"] is not None for p in points)
               else "macs_per_s")
     data = {
@@ -148,10 +197,12 @@ def report(results, settings: dict, out_dir: str) -> dict:
                                     "key": r.best.config.key(), "wer": r.best.wer,
                                     "costs": r.best.costs.to_dict(),
                                     "num_evaluations": r.num_evaluations, "num_rejected": r.num_rejected,
+                                    "num_screenings": r.num_screenings,
                                     "wall_time_s": r.wall_time_s} for r in results},
         "pareto_front": {"params": pareto_front(points, ["params"]),
                          second: pareto_front(points, [second])},
         "evaluated": points,
+        "screened": screened,  # two-fidelity search: screening WERs (a dev slice), not comparable
     }
     os.makedirs(out_dir, exist_ok=True)
     tmp = os.path.join(out_dir, ".search.json.tmp")
@@ -164,12 +215,12 @@ def report(results, settings: dict, out_dir: str) -> dict:
 
 def format_table(results) -> str:
     lines = [f"{'budget':<14} {'WER %':>7} {'params':>10} {'int8 KiB':>9} {'MMACs/s':>9} {'ms/s':>7} "
-             f"{'evals':>6} {'time s':>7}"]
+             f"{'evals':>6} {'screens':>7} {'time s':>7}"]
     for r in results:
         c = r.best.costs
         lat = "-" if c.latency_ms_per_s_audio is None else f"{c.latency_ms_per_s_audio:.1f}"
         lines.append(f"{r.budget.name:<14} {100 * r.best.wer:>7.2f} {c.params:>10d} {c.int8_bytes / 1024:>9.1f} "
-                     f"{c.macs_per_s / 1e6:>9.1f} {lat:>7} {r.num_evaluations:>6d} {r.wall_time_s:>7.1f}")
+                     f"{c.macs_per_s / 1e6:>9.1f} {lat:>7} {r.num_evaluations:>6d} {r.num_screenings:>7d} {r.wall_time_s:>7.1f}")
     return "\n".join(lines)
 
 
@@ -190,14 +241,18 @@ def main(argv):
                             max_dev_utterances=_MAX_DEV_UTTERANCES.value, batch_size=_BATCH_SIZE.value,
                             latency_cache=_LATENCY_CACHE.value, latency_fit=_LATENCY_FIT.value,
                             toy_noise=_TOY_NOISE.value, toy_eval_ms=_TOY_EVAL_MS.value, seed=_SEED.value,
-                            calibration_manifest=_CALIBRATION_MANIFEST.value)
+                            calibration_manifest=_CALIBRATION_MANIFEST.value,
+                            screen_dev_batches=_SCREEN_DEV_BATCHES.value,
+                            screen_calibration_batches=_SCREEN_CALIBRATION_BATCHES.value)
         start = time.perf_counter()
         results, cache = search_budgets(setup["space"], setup["evaluator"], setup["costs_fn"], budgets,
                                         seed=_SEED.value, max_evaluations=_MAX_EVALUATIONS.value,
-                                        **search_kwargs())
+                                        screen_evaluator=setup["screen_evaluator"],
+                                        finalists=_FINALISTS.value, **search_kwargs())
         fit = setup["latency_fit"]
         settings = {"argv": sys.argv, "evaluator": _EVALUATOR.value, "checkpoint": _CHECKPOINT.value,
-                    "seed": _SEED.value, **search_kwargs(), "max_evaluations": _MAX_EVALUATIONS.value,
+                    "seed": _SEED.value, **search_kwargs(), **screening_settings(),
+                    "max_evaluations": _MAX_EVALUATIONS.value,
                     "dev_manifest": _DEV_MANIFEST.value, "max_dev_utterances": _MAX_DEV_UTTERANCES.value,
                     "space": setup["space"].to_dict(), "model_config": _config_dict(setup["model_config"]),
                     "latency_fit": None if fit is None else fit.to_dict(),

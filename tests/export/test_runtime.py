@@ -157,6 +157,32 @@ def test_representative_dataset_takes_the_first_chunks_of_every_utterance(float_
         streaming.representative_dataset(module, [], 6)
 
 
+def test_max_decode_records_keeps_the_first_samples_and_every_encoder_chunk(float_model):
+    """With `max_decode_records=3` the recorded inputs are a prefix, per signature, of a full
+    run's; every encoder chunk is still recorded (its states do not depend on decoding)."""
+    module, _ = float_model
+    feats = np.random.default_rng(6).normal(size=(5 * module.chunk_frames, F)).astype(np.float32)
+    full, cut = [], []
+    streaming.stream_module(module, feats, record=full)
+    streaming.stream_module(module, feats, record=cut, max_decode_records=3)
+
+    def by_name(records):
+        out = collections.defaultdict(list)
+        for name, inputs in records:
+            out[name].append(inputs)
+        return out
+
+    full, cut = by_name(full), by_name(cut)
+    assert len(cut["encoder_step"]) == len(full["encoder_step"]) == 5
+    for name in ("encoder_step", "joiner_step", "predictor_step"):
+        assert len(cut[name]) >= (3 if name != "encoder_step" else 5), name
+        for a, b in zip(full[name], cut[name]):
+            assert a.keys() == b.keys()
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}/{key}")
+    assert len(cut["joiner_step"]) < len(full["joiner_step"])
+
+
 def test_stripped_tensor_names_leave_signatures_and_outputs_unchanged(float_model):
     """`convert` strips tensor names by default: same signatures, bit-identical outputs, fewer bytes."""
     from tensorflow.lite.tools import flatbuffer_utils

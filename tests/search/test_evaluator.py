@@ -103,3 +103,18 @@ def test_batch_norm_supernet_is_recalibrated_per_subnet(setup):
         refs += [t.decode() for t in batch["text"].numpy()]
     evaluator = SupernetWerEvaluator(model, batches, tokenizer, calibration_dataset=calibration)
     assert evaluator.transcribe(subnet) == (refs, hyps)
+
+
+def test_subset_scores_the_first_batches_and_shares_the_traced_encoder(setup):
+    tokenizer, config, model, batches = setup
+    full = SupernetWerEvaluator(model, batches, tokenizer)
+    screen = full.subset(1)
+    subnet = SubnetConfig(1, (6,), (1,), (4,), 5, 4)
+    refs, hyps = _independent_wer(model, subnet, batches[:1], tokenizer)
+    assert screen.transcribe(subnet) == (refs, hyps) and refs == TEXTS[:3]
+    assert screen.evaluate(subnet) == pytest.approx(jiwer.wer(refs, hyps))
+    assert screen.num_calls == 1 and full.num_calls == 0
+    assert screen._encode is full._encode  # no second trace
+    assert full.transcribe(subnet)[0] == TEXTS  # the full evaluator still sees every batch
+    with pytest.raises(ValueError, match="dev_batches must be >= 1, got 0"):
+        full.subset(0)

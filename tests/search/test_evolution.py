@@ -7,7 +7,8 @@ from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
 from tf_todm.search.budgets import Budget
 from tf_todm.search.cost_model import AnalyticCostModel
 from tf_todm.search.cost_model import Costs
-from tf_todm.search.evolution import InfeasibleBudgetError, budget_utilisation, random_search, search
+from tf_todm.search.evolution import (InfeasibleBudgetError, budget_utilisation, random_search, screened_search,
+                                      search)
 from tf_todm.search.toy import ToyWerEvaluator, toy_model_config, toy_space
 
 CFG = toy_model_config(input_dim=13, model_dim=12, num_blocks=2, ff_dim=24, num_heads=2, conv_dim=8,
@@ -147,3 +148,32 @@ def test_budget_utilisation_and_utilising_initial_population():
     assert all(p <= budget.max_params for p in plain + utilising)
     assert np.mean(utilising) > np.mean(plain)
     assert np.mean(utilising) > 0.85 * budget.max_params > np.mean(plain)
+
+
+def test_screened_search_rescores_the_best_screened_subnets_at_full_fidelity():
+    """Screening WER = the exact surface + noise; the finalists (best screening WERs) are re-scored
+    by the exact surface, which alone picks the winner."""
+    costs = _costs()
+    exact = ToyWerEvaluator(SMALL_SPACE)
+    noisy = ToyWerEvaluator(SMALL_SPACE, noise_std=0.01, seed=4)
+    lo, hi = costs(SMALL_SPACE.smallest()).params, costs(SMALL_SPACE.largest()).params
+    budget = Budget("b", max_params=int(lo + 0.5 * (hi - lo)))
+    cache, screen_cache = {}, {}
+    result = screened_search(SMALL_SPACE, exact, noisy, costs, budget, finalists=3, cache=cache,
+                             screen_cache=screen_cache, population=8, tournament=3, cycles=40,
+                             seed=2)
+    plain = search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE, noise_std=0.01, seed=4), costs, budget,
+                   population=8, tournament=3, cycles=40, seed=2)
+    assert [e.config for e in result.screened] == [e.config for e in plain.evaluated]
+    assert result.num_screenings == plain.num_evaluations == noisy.num_calls == len(screen_cache)
+    ranked = sorted(plain.evaluated, key=lambda e: (e.wer, e.costs.params, e.config.key()))
+    assert [e.config for e in result.evaluated] == [e.config for e in ranked[:3]]
+    assert result.num_evaluations == 3 == exact.num_calls == len(cache)
+    for e in result.evaluated:
+        assert e.wer == exact.wer(e.config) == cache[e.config.key()]
+    assert result.best_wer == min(exact.wer(e.config) for e in ranked[:3])
+    finals = [h for h in result.history if h["source"] == "final"]
+    assert [h["screen_wer"] for h in finals] == [e.wer for e in ranked[:3]]
+    assert result.history[:len(plain.history)] == plain.history
+    with pytest.raises(ValueError, match="finalists must be >= 1, got 0"):
+        screened_search(SMALL_SPACE, exact, noisy, costs, budget, finalists=0)

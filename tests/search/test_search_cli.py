@@ -1,8 +1,13 @@
 """experiments.search and experiments.benchmark_search end to end on the toy evaluator (in process)."""
 
 import json
+import os
+import shutil
+import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
 from absl import flags
 
 from experiments import benchmark_search
@@ -10,6 +15,14 @@ from experiments import search as search_cli
 from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
 from tf_todm.search.cost_model import AnalyticCostModel
 from tf_todm.search.toy import toy_model_config
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # --import-mode=importlib
+import bad_input_fixtures as F  # noqa: E402
+
+from tf_todm.data.tokenizer import Tokenizer  # noqa: E402
+from tf_todm.models.config import TransducerConfig  # noqa: E402
+from tf_todm.models.transducer import Transducer  # noqa: E402
+from tf_todm.training.checkpoints import Checkpointer, TrainState  # noqa: E402
 
 
 def _run(module, argv):
@@ -139,3 +152,58 @@ def test_benchmark_reports_the_latency_fit(tmp_path, capsys):
     assert fit["num_samples"] == 8 and len(fit["samples"]) == 8
     assert fit["leave_one_out_pct_error"] > fit["mean_abs_pct_error"] > 1.0  # 10 % noise is visible
     assert "leave-one-out" in capsys.readouterr().out
+
+
+def test_two_fidelity_search_of_a_real_run_folder(tmp_path, capsys):
+    """experiments.search --screen_dev_batches on a (tiny, untrained) BatchNorm supernet saved by the
+    trainer's Checkpointer, with real audio and a real SentencePiece model: the evolution screens on
+    one dev batch and one calibration batch; each budget's winner is its best finalist, and the
+    WER reported for it is the whole-dev-set WER (re-computed here by a fresh full evaluator)."""
+    tokenizer_path = F.tiny_tokenizer(str(tmp_path))
+    tokenizer = Tokenizer(tokenizer_path)
+    config = TransducerConfig(model_dim=16, num_blocks=2, ff_dim=24, num_heads=2, conv_dim=12,
+                              conv_kernel_size=3, subsampling_channels=4, predictor_dim=12,
+                              joiner_dim=16, vocab_size=tokenizer.vocab_size, dropout=0.0,
+                              conv_norm="batch")
+    tf.keras.utils.set_random_seed(0)
+    model = Transducer(config)
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tokenizer_path, run / "tokenizer.model")
+    (run / "config.json").write_text(json.dumps({"model": config.to_dict(), "train": {}}))
+    features = tf.zeros([1, 16, config.input_dim])
+    model.encode(features, tf.constant([16]))  # create the weights
+    # Blank made unlikely and word-initial pieces likely: the random model then emits words, and
+    # WERs differ between subnets and between the dev slice and the whole dev set (an untrained
+    # model emits nothing, or one long word: 100% everywhere).
+    bias = np.zeros(tokenizer.vocab_size, np.float32)
+    bias[0] = -3.0
+    bias[[i for i in range(tokenizer.vocab_size) if tokenizer.id_to_piece(i).startswith("\u2581")]] = 2.0
+    model.joiner.output_dense.bias.assign(bias)
+    Checkpointer(str(run / "ckpt"), model, None, TrainState()).save()
+    dev = F.good_manifest(str(tmp_path), "dev.jsonl", num=6)
+    train = F.good_manifest(str(tmp_path), "train.jsonl", num=4)
+    budgets = tmp_path / "budgets.json"
+    budgets.write_text(json.dumps({"all": {}}))
+    out = tmp_path / "out"
+    argv = [f"--checkpoint={run}", f"--dev_manifest={dev}", f"--calibration_manifest={train}",
+            f"--budgets={budgets}", f"--out={out}", "--batch_size=2", "--population=3",
+            "--tournament=2", "--cycles=3", "--screen_dev_batches=1",
+            "--screen_calibration_batches=1", "--finalists=2"]
+    assert _run(search_cli, argv) == 0
+    data = json.loads((out / "search.json").read_text())
+    chosen = data["budgets"]["all"]
+    assert chosen["num_evaluations"] == 2 and chosen["num_screenings"] >= 4
+    assert len(data["evaluated"]) == 2 and len(data["screened"]) == chosen["num_screenings"]
+    assert chosen["wer"] == min(p["wer"] for p in data["evaluated"])
+    # The finalists are the two best screened subnets.
+    ranked = sorted(data["screened"], key=lambda p: (p["wer"], p["params"], p["key"]))
+    assert {p["key"] for p in data["evaluated"]} == {p["key"] for p in ranked[:2]}
+    assert data["settings"]["screen_dev_batches"] == 1 and data["settings"]["finalists"] == 2
+    setup = search_cli.build_setup("supernet", checkpoint=str(run), dev_manifest=dev, batch_size=2,
+                                   calibration_manifest=train)
+    full = setup["evaluator"].evaluate(SubnetConfig.from_dict(chosen["config"]))
+    assert chosen["wer"] == pytest.approx(full)
+    assert "screens" in capsys.readouterr().out
+    screened_wer = {p["key"]: p["wer"] for p in data["screened"]}[chosen["key"]]
+    assert chosen["wer"] != screened_wer  # (this model's slice and whole-set WERs differ)

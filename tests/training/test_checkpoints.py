@@ -1,6 +1,7 @@
 """Checkpointer round trip and atomic JSON side files."""
 import json
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -34,8 +35,11 @@ def test_checkpointer_restores_weights_and_counters(tmp_path):
     # The folder is a standard one: TF's own CheckpointManager lists the same checkpoints.
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(), str(tmp_path / "ckpt"), max_to_keep=2)
     assert manager.checkpoints == ckpt.checkpoints and manager.latest_checkpoint == ckpt.latest
+    # The index names checkpoints relative to its folder: a moved run folder still restores.
+    shutil.move(str(tmp_path / "ckpt"), str(tmp_path / "moved"))
     model2, state2 = Tiny(), TrainState()
-    path = Checkpointer(str(tmp_path / "ckpt"), model2, None, state2).restore_latest()
+    path = Checkpointer(str(tmp_path / "moved"), model2, None, state2).restore_latest()
+    assert path == str(tmp_path / "moved" / "ckpt-3")
     assert path.endswith("-3")
     np.testing.assert_array_equal(model2.w.numpy(), np.arange(3) + 3)
     assert state2.as_dict() == {"step": 3, "epoch": 0, "batch_in_epoch": 30, "num_skipped": 0}

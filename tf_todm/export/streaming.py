@@ -464,12 +464,15 @@ def chunk_audio(audio: np.ndarray, prime_samples: int, chunk_samples: int) -> li
 
 
 def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: int = 5, record=None,
-                  max_chunks: int | None = None):
+                  max_chunks: int | None = None, max_decode_records: int | None = None):
     """Greedy streaming decode with the TF module itself (reference for TFLite parity).
 
     Returns (tokens, enc_proj [frames, J]). If `record` is a list, appends every signature call as
     `(signature_name, inputs dict)` -- a representative dataset with realistic states.
     `max_chunks` stops after that many encoder chunks (None: the whole utterance).
+    `max_decode_records` (with `record`): once this call has recorded that many `joiner_step` and
+    `predictor_step` inputs each, later chunks run the encoder only (its states do not depend on
+    decoding), and the returned tokens stop there.
     """
     enc_names, pred_names = list(module.encoder_states), list(module.predictor_states)
     enc_states, pred_states = module.initial_states(audio)
@@ -491,7 +494,14 @@ def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: i
         out = module.predictor_step(tf.constant(inputs["token"]), *[pred_states[n] for n in pred_names])
         return {k: v.numpy() for k, v in out.items()}
 
+    recorded = collections.Counter()
+
+    def decoding_done() -> bool:
+        return (max_decode_records is not None and record is not None
+                and min(recorded["joiner_step"], recorded["predictor_step"]) >= max_decode_records)
+
     pred = pred_call(0)
+    recorded["predictor_step"] += 1
     pred_states = {k: pred[k] for k in pred_names}
     tokens, encs = [], []
     for chunk in chunks:
@@ -502,15 +512,19 @@ def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: i
         enc_states = {k: out[k] for k in enc_names}
         enc = out["enc_proj"][0]
         encs.append(enc)
+        if decoding_done():
+            continue
         for t in range(enc.shape[0]):
             for _ in range(max_symbols):
                 if record is not None:
                     record.append(("joiner_step", {"enc_proj": enc[t:t + 1], "pred_proj": pred["pred_proj"]}))
+                    recorded["joiner_step"] += 1
                 logits = module.joiner_step(enc[t:t + 1], pred["pred_proj"])["logits"].numpy()
                 k = int(np.argmax(logits[0]))
                 if k == 0:
                     break
                 tokens.append(k)
+                recorded["predictor_step"] += 1
                 pred = pred_call(k)
                 pred_states = {kk: pred[kk] for kk in pred_names}
     return tokens, np.concatenate(encs)
@@ -532,7 +546,7 @@ def representative_dataset(module: StreamingTransducer, audios, max_samples_per_
     kept = []
     for audio in audios:
         records, taken = [], collections.Counter()
-        stream_module(module, audio, record=records, max_chunks=quota)
+        stream_module(module, audio, record=records, max_chunks=quota, max_decode_records=quota)
         for name, inputs in records:
             if taken[name] < quota and counts[name] < max_samples_per_signature:
                 taken[name] += 1

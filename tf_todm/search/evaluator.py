@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any, Callable, Iterable, Optional
 
@@ -70,6 +71,23 @@ class SupernetWerEvaluator:
             if not self._batches:
                 raise ValueError("SupernetWerEvaluator: the dev dataset yielded no batches")
         return self._batches
+
+    def subset(self, dev_batches: int, calibration_batches: Optional[int] = None
+               ) -> "SupernetWerEvaluator":
+        """A cheaper evaluator (the screening fidelity of `screened_search`) on the first
+        `dev_batches` dev batches and, for a BatchNorm supernet, the first `calibration_batches`
+        calibration batches (default: all). Shares the model, the data in memory and the traced
+        encoder; has its own `num_calls`."""
+        if dev_batches < 1:
+            raise ValueError(f"dev_batches must be >= 1, got {dev_batches}")
+        if calibration_batches is not None and calibration_batches < 1:
+            raise ValueError(f"calibration_batches must be >= 1, got {calibration_batches}")
+        view = copy.copy(self)
+        view.num_calls = 0
+        view._batches = self._dev_batches()[:dev_batches]
+        if self._calibration is not None and calibration_batches is not None:
+            view._calibration = self._calibration[:calibration_batches]
+        return view
 
     def transcribe(self, subnet: Optional[SubnetConfig]) -> tuple[list[str], list[str]]:
         """(references, hypotheses) over the dev batches; `subnet=None` runs the full supernet."""

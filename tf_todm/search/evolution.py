@@ -9,6 +9,10 @@ joins the population and the oldest member leaves. Fitness (dev WER) is cached b
 cache shared across budgets lets one run per budget build a common Pareto front.
 
 Everything is driven by one seeded `np.random.Generator`: same seed, same history.
+
+`screened_search` is the two-fidelity form (successive-halving style): the evolution's fitness is
+a cheap screening WER (a slice of the dev set, fewer calibration batches), and only the best
+`finalists` distinct subnets are scored on the full dev set, which alone decides the winner.
 """
 
 from __future__ import annotations
@@ -68,7 +72,11 @@ class SearchResult:
       num_evaluations: calls to the evaluator (cache misses) made by this search.
       num_rejected: candidates discarded because they broke the budget.
       wall_time_s: wall-clock duration of the search.
-      evaluation_time_s: the part of `wall_time_s` spent inside `evaluator.evaluate`.
+      evaluation_time_s: the part of `wall_time_s` spent inside `evaluator.evaluate` (and, for a
+        screened search, inside the screening evaluator).
+      screened: for `screened_search`, every subnet scored by the screening evaluator, with its
+        screening WER (`evaluated` then holds the finalists with their full-dev WER).
+      num_screenings: screening-evaluator calls (cache misses); 0 for a plain search.
     """
 
     budget: Budget
@@ -79,6 +87,8 @@ class SearchResult:
     num_rejected: int
     wall_time_s: float
     evaluation_time_s: float = 0.0
+    screened: list[EvaluatedSubnet] = dataclasses.field(default_factory=list)
+    num_screenings: int = 0
 
     @property
     def best_config(self) -> SubnetConfig:
@@ -93,7 +103,9 @@ class SearchResult:
                 "num_evaluations": self.num_evaluations, "num_rejected": self.num_rejected,
                 "wall_time_s": self.wall_time_s, "evaluation_time_s": self.evaluation_time_s,
                 "history": self.history,
-                "evaluated": [e.to_dict() for e in self.evaluated]}
+                "evaluated": [e.to_dict() for e in self.evaluated],
+                "num_screenings": self.num_screenings,
+                "screened": [e.to_dict() for e in self.screened]}
 
 
 class _Scorer:
@@ -304,6 +316,43 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
                         num_evaluations=scorer.num_evaluations, num_rejected=scorer.num_rejected,
                         wall_time_s=time.perf_counter() - start,
                         evaluation_time_s=scorer.evaluation_time_s)
+
+
+def screened_search(space: SearchSpace, evaluator: Evaluator, screen_evaluator: Evaluator,
+                    costs_fn: CostsFn, budget: Budget, *, finalists: int = 4,
+                    cache: Optional[dict] = None, screen_cache: Optional[dict] = None,
+                    **search_kwargs) -> SearchResult:
+    """`search` with `screen_evaluator` as fitness, then the `finalists` lowest screening-WER
+    subnets (ties: fewer params, then key) scored by `evaluator`; the best full score wins.
+
+    `cache` holds full-fidelity WERs and `screen_cache` screening WERs (keep them apart: the two
+    are not comparable). `search_kwargs` go to `search` (`max_evaluations` caps screenings).
+    Returns a `SearchResult` whose `evaluated`/`num_evaluations` are the finalists' full scores,
+    `screened`/`num_screenings` the screening, `history` the screening steps then one
+    "final" step per finalist, and `wall_time_s` the whole.
+    """
+    if finalists < 1:
+        raise ValueError(f"finalists must be >= 1, got {finalists}")
+    start = time.perf_counter()
+    screen = search(space, screen_evaluator, costs_fn, budget,
+                    cache={} if screen_cache is None else screen_cache, **search_kwargs)
+    ranked = sorted(screen.evaluated, key=lambda e: (e.wer, e.costs.params, e.config.key()))
+    scorer = _Scorer(evaluator, costs_fn, budget, cache, None)
+    history = list(screen.history)
+    best_wer = float("inf")
+    for candidate in ranked[:finalists]:
+        scorer.costs[candidate.config.key()] = candidate.costs
+        wer, cached = scorer.score(candidate.config)
+        best_wer = min(best_wer, wer)
+        history.append({"step": len(history), "source": "final", "key": candidate.config.key(),
+                        "wer": wer, "cached": cached, "best_wer": best_wer,
+                        "screen_wer": candidate.wer})
+    evaluated = list(scorer.seen.values())
+    return SearchResult(budget=budget, best=_best(evaluated), history=history, evaluated=evaluated,
+                        num_evaluations=scorer.num_evaluations, num_rejected=screen.num_rejected,
+                        wall_time_s=time.perf_counter() - start,
+                        evaluation_time_s=screen.evaluation_time_s + scorer.evaluation_time_s,
+                        screened=screen.evaluated, num_screenings=screen.num_evaluations)
 
 
 def random_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: Budget, *,

@@ -26,15 +26,14 @@ from typing import Any, List, Optional
 import tensorflow as tf
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Writes `obj` as JSON to `path` via a temp file in the same directory + `os.replace`."""
+def write_text_atomic(path: str, text: str, suffix: str = ".tmp") -> None:
+    """Writes `text` to `path` via a temp file in the same directory + fsync + `os.replace`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".json", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=directory)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -42,6 +41,23 @@ def write_json_atomic(path: str, obj: Any) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Writes `obj` as JSON to `path` atomically (`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", suffix=".json")
+
+
+def write_checkpoint_index(directory: str, names: List[str], timestamps: List[float]) -> None:
+    """Atomically writes `<directory>/checkpoint` listing `names` (oldest first, relative to the
+    folder so that it can be moved); the last is the latest. The timestamps (s since the epoch)
+    let a `tf.train.CheckpointManager` opened on the folder list the checkpoints too."""
+    from google.protobuf import text_format
+
+    index = tf.compat.v1.train.generate_checkpoint_state_proto(
+        directory, names[-1], all_model_checkpoint_paths=names,
+        all_model_checkpoint_timestamps=timestamps, last_preserved_timestamp=0.0)
+    write_text_atomic(os.path.join(directory, "checkpoint"), text_format.MessageToString(index))
 
 
 class TrainState(tf.Module):
@@ -69,9 +85,9 @@ class TrainState(tf.Module):
 _CHECKPOINT_FILE = re.compile(r"^(ckpt-\d+)\.(index|data-\d+-of-\d+)$")
 
 
-def kept_checkpoints(listed: List[str], new_path: str, max_to_keep: int) -> List[str]:
-    """The index's checkpoint list after saving `new_path`: oldest first, at most `max_to_keep`."""
-    ordered = [p for p in listed if p != new_path] + [new_path]
+def kept_checkpoints(listed: List[str], new: str, max_to_keep: int) -> List[str]:
+    """The index's checkpoint names after saving `new`: oldest first, at most `max_to_keep`."""
+    ordered = [name for name in listed if name != new] + [new]
     return ordered[-max_to_keep:]
 
 
@@ -130,18 +146,14 @@ class Checkpointer:
         path = self.checkpoint.write(
             os.path.join(self.directory, f"ckpt-{int(self.state.step.numpy())}"))
         index = tf.train.get_checkpoint_state(self.directory)
-        listed = list(index.all_model_checkpoint_paths) if index is not None else []
+        listed = [os.path.basename(p) for p in index.all_model_checkpoint_paths] if index else []
         times = list(index.all_model_checkpoint_timestamps) if index is not None else []
-        stamps = {p: times[i] if i < len(times) else 0.0 for i, p in enumerate(listed)}
-        stamps[path] = time.time()
-        kept = kept_checkpoints(list(stamps), path, self.max_to_keep)
-        # The only public writer of the index; it writes a temp file and renames it. Timestamps
-        # are recorded so that a `tf.train.CheckpointManager` opened on the folder lists them.
-        tf.compat.v1.train.update_checkpoint_state(
-            self.directory, path, all_model_checkpoint_paths=kept,
-            all_model_checkpoint_timestamps=[stamps.get(p, 0.0) for p in kept],
-            last_preserved_timestamp=0.0)
-        self._delete_unlisted({os.path.basename(p) for p in kept})
+        stamps = {name: times[i] if i < len(times) else 0.0 for i, name in enumerate(listed)}
+        name = os.path.basename(path)
+        stamps[name] = time.time()
+        kept = kept_checkpoints(list(stamps), name, self.max_to_keep)
+        write_checkpoint_index(self.directory, kept, [stamps[k] for k in kept])
+        self._delete_unlisted(set(kept))
         return path
 
     def _delete_unlisted(self, kept_names: set) -> None:

@@ -35,7 +35,7 @@ def load_trained_model(run_dir: str, subnet_config=None) -> Transducer:
     if latest is None:
         raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
     try:
-        status = tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+        status = tf.train.Checkpoint(model=model).read(latest).expect_partial()  # Checkpointer writes
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         reason = " ".join(str(e).split())[:240]
