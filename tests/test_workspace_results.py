@@ -111,3 +111,20 @@ def test_progressive_kd_table_judges_the_final_size_against_the_targets():
     assert "| stage 1 | 600 | 40.0% | 41.0 | 20.5 | 41.0 | +2.5% | 50 | - |" in rows
     assert "| stage 2 | 380 | 62.0% | 41.0 | 20.5 | 41.0 | +2.5% | 40 | met |" in rows
     assert "| one_shot | 380 | 62.0% | 50.0 | 25.0 | 50.0 | +25.0% | 80 | NOT met |" in rows
+
+
+def test_search_real_table_names_the_fidelity_and_the_calls():
+    row = lambda s_wer, s_time, screenings: {
+        "budget": "phone_low", "seed": 0, "search_at_least_as_good": True,
+        "time_ratio_search_over_random": s_time / 100.0,
+        "search": {"best_wer": s_wer, "evaluations": 4 if screenings else 40, "screenings": screenings,
+                   "wall_time_s": s_time},
+        "random": {"best_wer": 0.867, "evaluations": 50, "wall_time_s": 100.0}}
+    runs = {"demo_supernet": {"rows": [row(0.844, 131.0, 0)]},
+            "demo_supernet_screened": {"screen_dev_batches": 2, "screen_calibration_batches": 2,
+                                       "finalists": 4, "rows": [row(0.85, 40.0, 40)]}}
+    lines = wr.search_real(runs)
+    assert lines[2] == ("| phone_low | 0 | single fidelity | 84.4 | 86.7 | 40 full | 50 full | 131 | 100 | "
+                        "1.31 | True |")
+    assert lines[3] == ("| phone_low | 0 | two-fidelity (2 dev + 2 BN batches, 4 finalists) | 85.0 | 86.7 | "
+                        "4 full + 40 screened | 50 full | 40 | 100 | 0.40 | True |")
