@@ -218,6 +218,7 @@ class Context:
     rows: list = dataclasses.field(default_factory=list)
     models: dict = dataclasses.field(default_factory=dict)
     runs: dict = dataclasses.field(default_factory=dict)
+    teacher_run_config: dict = dataclasses.field(default_factory=dict)  # --teacher_run's config.json
 
     @property
     def data(self):
@@ -246,8 +247,7 @@ def load_teacher_run(ctx: Context) -> None:
     model = load_transducer(FLAGS.teacher_run)
     with open(os.path.join(FLAGS.teacher_run, "train_summary.json")) as f:
         summary = json.load(f)
-    with open(os.path.join(FLAGS.teacher_run, "config.json")) as f:
-        steps_per_epoch = json.load(f).get("steps_per_epoch") or 0
+    steps_per_epoch = ctx.teacher_run_config.get("steps_per_epoch") or 0
     epochs = round(summary["step"] / steps_per_epoch, 2) if steps_per_epoch else summary.get("epoch")
     ctx.models[("individual", "teacher")] = model
     ctx.runs[("individual", "teacher")] = summary
@@ -536,11 +536,13 @@ def run() -> dict:
     default_tokenizer = os.path.join(FLAGS.teacher_run or out_dir, "tokenizer.model")
     tokenizer = ts.prepare_tokenizer(FLAGS.tokenizer or default_tokenizer,
                                      [u.text for u in train], FLAGS.vocab_size)
+    teacher_run_config = {}
     if FLAGS.teacher_run:  # the students derive from the teacher's architecture
         from tf_todm.models.config import TransducerConfig
         try:
             with open(os.path.join(FLAGS.teacher_run, "config.json")) as f:
-                model_config = TransducerConfig.from_dict(json.load(f)["model"])
+                teacher_run_config = json.load(f)
+            model_config = TransducerConfig.from_dict(teacher_run_config["model"])
         except (OSError, KeyError, json.JSONDecodeError) as e:
             raise BenchmarkError(f"--teacher_run={FLAGS.teacher_run}: no readable config.json with a "
                                  f"'model' entry ({type(e).__name__}: {e})") from None
@@ -548,7 +550,8 @@ def run() -> dict:
             raise BenchmarkError(f"--teacher_run={FLAGS.teacher_run}: its vocab_size {model_config.vocab_size} "
                                  f"!= the tokenizer's {tokenizer.vocab_size} (--tokenizer)")
     model_config = model_config.replace(vocab_size=tokenizer.vocab_size)
-    ctx = Context(out_dir, model_config, train_config, stages, train, dev, test, tokenizer)
+    ctx = Context(out_dir, model_config, train_config, stages, train, dev, test, tokenizer,
+                  teacher_run_config=teacher_run_config)
     timings = {}
     order = [m for m in METHODS if m in FLAGS.methods]
     for method in order:

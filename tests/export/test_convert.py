@@ -179,6 +179,9 @@ def test_int16x8_converts_runs_and_tracks_float():
     test = rng.normal(size=(40, F)).astype(np.float32)
     rep = streaming.representative_dataset(module, calib, max_samples_per_signature=200)
     model = convert.convert(module.signatures(), "int16x8", rep)
+    from tensorflow.lite.tools import flatbuffer_utils
+    parsed = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    assert not any(t.name for sg in parsed.subgraphs for t in sg.tensors)  # stripped in its pass
     report = op_report.check_builtin_only(model)
     assert "SQUARED_DIFFERENCE" not in report.ops and "int16" in report.tensor_dtypes
     assert "int8" in report.tensor_dtypes  # weights

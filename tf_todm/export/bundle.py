@@ -27,7 +27,6 @@ import collections
 import functools
 import os
 import shutil
-import weakref
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -37,6 +36,7 @@ from tf_todm.constants import BLANK_ID, SAMPLE_RATE_HZ
 from tf_todm.data.features import FRAME_LENGTH, FRAME_STEP, LogMelSpectrogram, feature_settings
 from tf_todm.export import convert as convert_lib
 from tf_todm.export import op_report, runtime, sidecar as sidecar_lib, streaming
+from tf_todm.models.per_model import per_model
 
 DEFAULT_MODES = ("float32", "dynamic_int8", "full_int8")
 TARGETS = ("phone", "mcu")
@@ -106,19 +106,13 @@ def _calibration(module: streaming.StreamingTransducer, frontend: FrontendStep, 
     return streaming.representative_dataset(module, feats, max_per_signature)
 
 
-_STREAMING_PARTS = weakref.WeakKeyDictionary()
-"""model -> (StreamingTransducer, FrontendStep): one module per model, so that its signature
-functions are traced once for calibration (`representative_data`) and conversion (`export_bundle`)
-alike. The functions read the model's variables, so later weight changes are seen."""
-
-
+@per_model
 def _streaming_parts(model):
-    parts = _STREAMING_PARTS.get(model)
-    if parts is None:
-        module = streaming.StreamingTransducer(streaming.make_adapter(model))
-        parts = module, FrontendStep(module.chunk_frames, int(module.adapter.input_dim))
-        _STREAMING_PARTS[model] = parts
-    return parts
+    """(StreamingTransducer, FrontendStep): one module per model, so that its signature functions
+    are traced once for calibration (`representative_data`) and conversion (`export_bundle`)
+    alike. The functions read the model's variables, so later weight changes are seen."""
+    module = streaming.StreamingTransducer(streaming.make_adapter(model))
+    return module, FrontendStep(module.chunk_frames, int(module.adapter.input_dim))
 
 
 def representative_data(model, audios: Iterable[np.ndarray], max_per_signature: int = 200):

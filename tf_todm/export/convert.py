@@ -122,8 +122,8 @@ def convert(
         )
         _configure(converter, mode, representative_dataset, int8_io, list(signatures))
         try:
-            if mode == "int16x8":
-                model = _quantize_int16x8(converter)
+            if mode == "int16x8":  # parses the flatbuffer anyway: strips names in that pass
+                model = _quantize_int16x8(converter, strip_names)
             else:
                 model = converter.convert()
         except Exception as e:  # the converter raises ConverterError / RuntimeError / ValueError
@@ -131,7 +131,7 @@ def convert(
             head = next((l for l in text if "error" in l.lower() or "not" in l.lower()),
                         text[0] if text else repr(e))
             raise ConversionError(f"convert(mode={mode!r}) failed: {head}") from e
-    if strip_names:
+    if strip_names and mode != "int16x8":
         model = strip_tensor_names(model)
     if verify:
         smoke_test(model, mode)
@@ -144,11 +144,16 @@ def strip_tensor_names(model: bytes) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     parsed = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
+    _clear_names(parsed)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(parsed))
+
+
+def _clear_names(parsed) -> None:
+    """Drops tensor and subgraph names of a parsed model (flatbuffer object API), in place."""
     for subgraph in parsed.subgraphs or []:
         subgraph.name = None
         for tensor in subgraph.tensors or []:
             tensor.name = None
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(parsed))
 
 
 def smoke_test(model: bytes, mode: str = "?") -> None:
@@ -200,8 +205,9 @@ def _configure(converter, mode, representative_dataset, int8_io, names):
     ]
 
 
-def _quantize_int16x8(converter) -> bytes:
-    """Calibrate, give integer activation tensors a placeholder range, quantize 16x8, unmark.
+def _quantize_int16x8(converter, strip_names: bool = True) -> bytes:
+    """Calibrate, give integer activation tensors a placeholder range, quantize 16x8, unmark
+    (and, with `strip_names`, drop the tensor names in the same pass).
 
     The 16x8 quantizer demands min/max for every non-constant input of a quantizable op, also
     int32 ones (e.g. GREATER_EQUAL on the int32 stream offset) that calibration never records.
@@ -222,7 +228,9 @@ def _quantize_int16x8(converter) -> bytes:
     quantized = calibrator_lib.Calibrator(patched).calibrate_and_quantize(
         gen, tf.float32, tf.float32, True, activations_type=tf.int16, bias_type=tf.int64)
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
-    _strip_placeholder_ranges(model, marked)
+    _strip_placeholder_ranges(model, marked)  # finds the marked tensors by name: strip after it
+    if strip_names:
+        _clear_names(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

@@ -16,13 +16,13 @@ because the per-block `tf.cond` keeps tensors from leaving it.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from typing import Iterable, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tf_todm.models.elastic import prefix_mask
+from tf_todm.models.per_model import per_model
 
 
 def batch_norm_modules(model) -> list:
@@ -92,22 +92,16 @@ class MomentAccumulator:
         return self.mean.numpy(), self.m2.numpy() / max(count, 1.0), count
 
 
-_COLLECTORS = weakref.WeakKeyDictionary()
-"""model -> (graph function running its encoder in training mode, {block index: MomentAccumulator})."""
-
-
+@per_model
 def _collector(model):
-    entry = _COLLECTORS.get(model)
-    if entry is None:
-        sinks = {index: MomentAccumulator(module.conv_dim) for index, module in batch_norm_modules(model)}
+    """(graph function running the model's encoder in training mode, {block index: MomentAccumulator})."""
+    sinks = {index: MomentAccumulator(module.conv_dim) for index, module in batch_norm_modules(model)}
 
-        def run(features, feature_lengths, subnet):
-            model.encode(features, feature_lengths, subnet=subnet, training=True)
-            return tf.constant(0)
+    def run(features, feature_lengths, subnet):
+        model.encode(features, feature_lengths, subnet=subnet, training=True)
+        return tf.constant(0)
 
-        entry = tf.function(run, reduce_retracing=True, autograph=False), sinks
-        _COLLECTORS[model] = entry
-    return entry
+    return tf.function(run, reduce_retracing=True, autograph=False), sinks
 
 
 def recalibrate_batch_norm(model, batches: Iterable[dict], subnet: Optional[dict] = None) -> int:

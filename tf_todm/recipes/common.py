@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import time
-import weakref
 from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tf_todm.models.per_model import per_model
 from tf_todm.models.transducer import Transducer
 from tf_todm.training.config import TrainConfig
 from tf_todm.training.task import TransducerTask
@@ -137,7 +137,12 @@ def eval_dataset(utterances: Sequence, tokenizer, batch_size: int = 8):
                         specaugment=None)
 
 
-_ENCODE_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+@per_model
+def _encode_fn(model):
+    """The model's encoder as one `tf.function` ([B, T] dynamic: one trace per model)."""
+    return tf.function(lambda f, n: model.encode(f, n, training=False), input_signature=[
+        tf.TensorSpec([None, None, model.config.input_dim], tf.float32),
+        tf.TensorSpec([None], tf.int32)])
 
 
 def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size: int = 8) -> dict:
@@ -154,12 +159,7 @@ def evaluate_model(kind: str, model, utterances: Sequence, tokenizer, batch_size
         return {"wer": float("nan"), "wer_by_domain": {}, "rtf": float("nan"), "audio_seconds": 0.0,
                 "decode_seconds": 0.0}
     timing = {"seconds": 0.0, "audio": 0.0}
-    encode = _ENCODE_FNS.get(model)
-    if encode is None:  # one trace per model: [B, T] dynamic
-        encode = tf.function(lambda f, n: model.encode(f, n, training=False), input_signature=[
-            tf.TensorSpec([None, None, model.config.input_dim], tf.float32),
-            tf.TensorSpec([None], tf.int32)])
-        _ENCODE_FNS[model] = encode
+    encode = _encode_fn(model)
 
     def decode_ids(batch):
         start = time.perf_counter()
