@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 from absl import app, flags, logging
 
@@ -28,6 +29,10 @@ flags.DEFINE_string("manifest", "artifacts/corpus/test.jsonl", "JSONL manifest t
 flags.DEFINE_string("output_json", None, "Result file (default: <run_dir>/eval_<manifest name>.json).")
 flags.DEFINE_string("subnet", None, "SubnetConfig JSON (or a file holding it) of a supernet run.")
 flags.DEFINE_integer("beam_size", 1, "1 = greedy search; > 1 = beam search of this width.")
+flags.DEFINE_string("calibration_manifest", None,
+                    "With --subnet of a supernet with conv-module BatchNorm: training JSONL manifest "
+                    "whose first 128 utterances re-estimate the subnet's statistics (as the search does).",
+                    allow_override=True)
 flags.DEFINE_integer("batch_size", 16, "Utterances per decoding batch.")
 flags.DEFINE_integer("max_utterances", 0, "Decode only the first N utterances (0 = all).")
 
@@ -57,14 +62,18 @@ def score(pairs) -> dict:
 
 
 def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, batch_size: int = 16,
-                 max_utterances: int = 0) -> dict:
+                 max_utterances: int = 0, calibration_manifest: Optional[str] = None) -> dict:
     from tf_todm.data.manifest import read_manifest
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
     utterances = read_manifest(manifest)
     if max_utterances:
         utterances = utterances[:max_utterances]
-    model = load_trained_model(run_dir, subnet)
     tokenizer = load_run_tokenizer(run_dir)
+    calibration = None
+    if subnet is not None and calibration_manifest:
+        from tf_todm.models.batch_norm_calibration import calibration_batches
+        calibration = calibration_batches(read_manifest(calibration_manifest), tokenizer)
+    model = load_trained_model(run_dir, subnet, calibration)
     groups = collections.defaultdict(list)  # (domain, speaker) -> utterances
     for u in utterances:
         groups[(u.domain or "all", u.speaker)].append(u)
@@ -112,7 +121,7 @@ def main(argv):
             text = open(FLAGS.subnet).read() if os.path.isfile(FLAGS.subnet) else FLAGS.subnet
             subnet = SubnetConfig.from_dict(json.loads(text))
         result = evaluate_run(FLAGS.run_dir, FLAGS.manifest, subnet, FLAGS.beam_size, FLAGS.batch_size,
-                              FLAGS.max_utterances)
+                              FLAGS.max_utterances, FLAGS.calibration_manifest)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -46,6 +46,10 @@ _FT_STEPS = flags.DEFINE_integer("finetune_steps", 0, "Float fine-tuning steps o
                                  "(exact RNN-T loss on --train_manifest, same data flags as QAT), before any QAT; "
                                  "0 = none (the subnet keeps its supernet weights).")
 _FT_LR = flags.DEFINE_float("finetune_learning_rate", 3e-4, "Adam learning rate of --finetune_steps.")
+_BN_BATCHES = flags.DEFINE_integer(
+    "bn_calibration_batches", 8, "With --checkpoint + --subnet_json of a supernet with conv-module "
+    "BatchNorm: batches of 16 --train_manifest utterances (from the first) from which the subnet's "
+    "statistics are re-estimated, as the search and the demo do.", allow_override=True)
 _QAT_BATCH = flags.DEFINE_integer("qat_batch_size", 8, "Utterances per QAT batch.")
 _QAT_UTTS = flags.DEFINE_integer("qat_utterances", 256, "QAT uses the first N --train_manifest utterances.")
 
@@ -101,7 +105,8 @@ def parse_subnet(text: str):
         raise CliError(f"{where}: not a SubnetConfig ({e})") from None
 
 
-def load_model():
+def load_model(tokenizer_path: str):
+    """(model, SubnetConfig or None, BatchNorm re-estimation batches used)."""
     import keras
 
     if bool(_MODEL.value) == bool(_CHECKPOINT.value):
@@ -121,11 +126,27 @@ def load_model():
             raise CliError(f"{path}: not a loadable .keras model ({str(e).strip().splitlines()[0][:200]})") from None
         if not isinstance(model, Transducer):
             raise CliError(f"{path}: expected a tf_todm Transducer, got {type(model).__name__}")
-        return model, None
+        return model, None, 0
     from tf_todm.export.bundle import load_trained_model
 
     subnet = parse_subnet(_SUBNET.value) if _SUBNET.value else None
-    return load_trained_model(_CHECKPOINT.value, subnet), subnet
+    calibration = subnet_calibration(subnet, tokenizer_path)
+    return load_trained_model(_CHECKPOINT.value, subnet, calibration), subnet, len(calibration or [])
+
+
+def subnet_calibration(subnet, tokenizer_path: str):
+    """BatchNorm re-estimation batches for an extracted subnet (None without subnet or
+    --train_manifest; `load_trained_model` refuses a BatchNorm supernet's subnet without them)."""
+    if subnet is None or not _TRAIN_MANIFEST.value:
+        return None
+    if _BN_BATCHES.value < 1:
+        raise CliError(f"--bn_calibration_batches={_BN_BATCHES.value}: expected >= 1")
+    from tf_todm.data.manifest import read_manifest
+    from tf_todm.data.tokenizer import Tokenizer
+    from tf_todm.models.batch_norm_calibration import calibration_batches
+
+    return calibration_batches(read_manifest(_TRAIN_MANIFEST.value), Tokenizer(tokenizer_path),
+                               batch_size=16, num_batches=_BN_BATCHES.value)
 
 
 def calibration_audio(needed: bool):
@@ -184,7 +205,7 @@ def main(argv):
         if _FT_STEPS.value and not _TRAIN_MANIFEST.value:
             raise CliError("--finetune_steps needs --train_manifest (fine-tuning data)")
         audios = calibration_audio(bool(set(modes) & set(CALIBRATION_MODES)) or _TARGET.value == "mcu")
-        model, subnet = load_model()
+        model, subnet, bn_batches = load_model(tokenizer)
         # Float fine-tuning is QAT with quantization off (qat_finetune's control arm).
         finetune_summary = finetune(model, tokenizer, "fine-tuning", _FT_STEPS.value, _FT_LR.value,
                                     weight_bits=None, activation_bits=None)
@@ -196,7 +217,7 @@ def main(argv):
                                  target=_TARGET.value, subnet_config=subnet)
         summary = {"argv": sys.argv, "out_dir": os.path.abspath(_OUT_DIR.value), "target": _TARGET.value,
                    "calibration_utterances": len(audios), "wall_time_s": time.perf_counter() - start,
-                   "qat": qat_summary, "finetune": finetune_summary,
+                   "qat": qat_summary, "finetune": finetune_summary, "bn_calibration_batches": bn_batches,
                    "models": [{"mode": s["quantization"], "file": s["model_file"],
                                "size_bytes": s["metrics"]["size_bytes"], "mcu": s.get("mcu")} for s in sidecars]}
         from tf_todm.training.checkpoints import write_json_atomic

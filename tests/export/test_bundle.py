@@ -236,6 +236,30 @@ def test_load_trained_model_restores_weights_and_extracts(tmp_path):
     assert len(small.encoder.blocks) == 2 and small.config.joiner_dim == 4
 
 
+def test_load_trained_model_re_estimates_a_batch_norm_subnets_statistics(tmp_path):
+    """A BatchNorm supernet's subnet is extracted with statistics re-estimated from the given
+    training batches (as the search scored it), and refused without them."""
+    from tf_todm.export.extract import extract_subnet
+    from tf_todm.models.testing import tiny_batch
+
+    model = tiny_model(seed=4, conv_norm="batch")
+    model.encode(*[tf.constant(x) for x in tiny_batch(0)[:2]])
+    run = _trainer_style_run(tmp_path, model)
+    sub = SubnetConfig(2, (3, 7), (1, 2), (5, 10), 8, 4)
+    with pytest.raises(bundle.BundleError, match=r"conv-module BatchNorm .* give calibration batches"):
+        bundle.load_trained_model(str(run), sub)
+    batches = [{"features": tf.constant(f), "feature_lengths": tf.constant(n)}
+               for f, n, _ in (tiny_batch(1), tiny_batch(2))]
+    loaded = bundle.load_trained_model(str(run), sub, batches)
+    expected = extract_subnet(model, sub, calibration_batches=batches)
+    plain = extract_subnet(model, sub)
+    for a, b in zip(expected.weights, loaded.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+    means = [w for w in loaded.weights if "moving_mean" in w.path]
+    assert means and any(not np.allclose(w.numpy(), p.numpy()) for w, p in
+                         zip(means, [w for w in plain.weights if "moving_mean" in w.path]))
+
+
 def test_load_trained_model_folder_errors(tmp_path):
     with pytest.raises(bundle.BundleError, match="config.json: missing"):
         bundle.load_trained_model(str(tmp_path / "nothing"))

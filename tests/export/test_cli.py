@@ -37,6 +37,42 @@ def test_export_flag_errors(tmp_path):
                               f"--model={bad}"), "bad.keras: not a loadable .keras model")
 
 
+def test_export_of_a_batch_norm_supernets_subnet_re_estimates_its_statistics(tmp_path):
+    """--checkpoint + --subnet_json of a conv-module BatchNorm supernet (saved by the trainer's
+    Checkpointer): refused without --train_manifest (one line), exported with it."""
+    import tensorflow as tf
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import bad_input_fixtures as F
+    from tf_todm.data.tokenizer import Tokenizer
+    from tf_todm.models.config import TransducerConfig
+    from tf_todm.models.transducer import Transducer
+    from tf_todm.training.checkpoints import Checkpointer, TrainState
+
+    tok = F.tiny_tokenizer(str(tmp_path))
+    config = TransducerConfig(model_dim=16, num_blocks=2, ff_dim=24, num_heads=2, conv_dim=12,
+                              conv_kernel_size=3, subsampling_channels=4, predictor_dim=12,
+                              joiner_dim=16, vocab_size=Tokenizer(tok).vocab_size, dropout=0.0,
+                              conv_norm="batch", chunk_size=2, left_context=4, causal_conv=True)
+    model = Transducer(config)
+    model.encode(tf.zeros([1, 16, config.input_dim]), tf.constant([16]))
+    run = tmp_path / "run"
+    (run / "ckpt").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": config.to_dict(), "train": {}}))
+    Checkpointer(str(run / "ckpt"), model, None, TrainState()).save()
+    train = F.good_manifest(str(tmp_path), "train.jsonl", num=4)
+    subnet = json.dumps({"num_blocks": 1, "ff_dims": [8], "num_heads": [1], "conv_dims": [6],
+                         "predictor_dim": 6, "joiner_dim": 8})
+    args = [f"--checkpoint={run}", f"--tokenizer={tok}", f"--subnet_json={subnet}", "--mode=float32"]
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path / 'a'}", *args),
+                          "the supernet has conv-module BatchNorm")
+    proc = cli("export", f"--out_dir={tmp_path / 'b'}", *args, f"--train_manifest={train}",
+               "--bn_calibration_batches=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "b" / "export_summary.json").read_text())
+    assert summary["bn_calibration_batches"] == 1 and summary["models"][0]["mode"] == "float32"
+
+
 @pytest.mark.slow
 def test_export_more_flag_errors(tmp_path):
     tok = tmp_path / "tok.model"

@@ -89,11 +89,11 @@ class FrontendStep(tf.Module):
 # ---------------------------------------------------------------- loading
 
 
-def load_trained_model(run_dir: str, subnet_config=None):
+def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None):
     """`tf_todm.training.restore.load_trained_model`, with its errors as BundleError."""
     from tf_todm.training.restore import RunFolderError, load_trained_model as load
     try:
-        return load(run_dir, subnet_config)
+        return load(run_dir, subnet_config, calibration_batches)
     except RunFolderError as e:
         raise BundleError(str(e)) from None
 

@@ -15,11 +15,16 @@ class RunFolderError(ValueError):
     """A run folder that cannot be loaded; the message names the file and what was expected."""
 
 
-def load_trained_model(run_dir: str, subnet_config=None) -> Transducer:
+def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None) -> Transducer:
     """The `Transducer` of a trainer run folder: `config.json["model"]` + the newest `ckpt/`,
     optionally extracted to `subnet_config` (a `SubnetConfig`). Refuses a checkpoint that does not
     hold every weight of the model (e.g. one written by another config) instead of leaving some
-    weights randomly initialised."""
+    weights randomly initialised.
+
+    A supernet with conv-module BatchNorm holds statistics pooled over the subnets it trained; a
+    subnet needs its own, re-estimated from `calibration_batches` (training batches,
+    `batch_norm_calibration.calibration_batches`) as the search and the demo do. Extracting one
+    without them is refused."""
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
         raise RunFolderError(f"{path}: missing; expected a training run folder with config.json and ckpt/")
@@ -43,7 +48,13 @@ def load_trained_model(run_dir: str, subnet_config=None) -> Transducer:
                              f"checkpoint of the same config ({reason})") from None
     if subnet_config is not None:
         from tf_todm.export.extract import extract_subnet
-        model = extract_subnet(model, subnet_config)
+        from tf_todm.models.batch_norm_calibration import has_batch_norm
+        if calibration_batches is None and has_batch_norm(model):
+            raise RunFolderError(
+                f"{run_dir}: the supernet has conv-module BatchNorm (conv_norm='batch'), so a subnet "
+                f"needs its statistics re-estimated from training audio; give calibration batches "
+                f"(CLIs: --train_manifest / --calibration_manifest)")
+        model = extract_subnet(model, subnet_config, calibration_batches=calibration_batches)
     return model
 
 
