@@ -48,8 +48,8 @@ _FT_STEPS = flags.DEFINE_integer("finetune_steps", 0, "Float fine-tuning steps o
 _FT_LR = flags.DEFINE_float("finetune_learning_rate", 3e-4, "Adam learning rate of --finetune_steps.")
 _BN_BATCHES = flags.DEFINE_integer(
     "bn_calibration_batches", 8, "With --checkpoint + --subnet_json of a supernet with conv-module "
-    "BatchNorm: batches of 16 --train_manifest utterances (from the first) from which the subnet's "
-    "statistics are re-estimated, as the search and the demo do.", allow_override=True)
+    "BatchNorm: the subnet's statistics are re-estimated from the first N x 16 --train_manifest "
+    "utterances (`calibration_batches`, as the search and the demo do).", allow_override=True)
 _QAT_BATCH = flags.DEFINE_integer("qat_batch_size", 8, "Utterances per QAT batch.")
 _QAT_UTTS = flags.DEFINE_integer("qat_utterances", 256, "QAT uses the first N --train_manifest utterances.")
 

@@ -346,7 +346,11 @@ def search(d):
          "--budgets=experiments/flags/search_bench_budgets.json --max_dev_utterances=100 --seeds=0 "
          "--out=artifacts/search_bench/demo_supernet.json (and --seeds=1 --out=artifacts/search_bench/"
          "demo_supernet_seed1.json); two-fidelity: the same with --seeds=0,1 --screen_dev_batches=2 "
-         "--screen_calibration_batches=2 --finalists=4 --out=artifacts/search_bench/demo_supernet_screened.json")
+         "--screen_calibration_batches=2 --finalists=4 --out=artifacts/search_bench/demo_supernet_screened.json; "
+         "three budgets: --budgets=experiments/flags/demo_budgets.json --latency_cache=artifacts/demo/"
+         "latency_cache.json --seeds=0,1 with those screening flags (--out=artifacts/search_bench/"
+         "demo_supernet_screened_3budgets.json) and with --screen_dev_batches=4 --screen_calibration_batches=4 "
+         "--finalists=6 (--out=artifacts/search_bench/demo_supernet_screened_3budgets_d4c4f6.json)")
 def search_real(runs: dict):
     rows = ["| budget | seed | search | search dev WER % | random dev WER % | search calls | random calls | "
             "search wall s | random wall s | time ratio | search >= random |",
@@ -364,9 +368,37 @@ def search_real(runs: dict):
                         f"{q['wall_time_s']:.0f} | {r['time_ratio_search_over_random']:.2f} | "
                         f"{r['search_at_least_as_good']} |")
     return rows + ["", "The supernet is the demo's (2499 steps, dev WER 82% largest / 92% smallest), so WER "
-                   "differences between subnets are small; one budget, one row per seed. Random subnets are "
+                   "differences between subnets are small; one row per (budget, seed). Random subnets are "
                    "always scored on the whole dev set (100 utterances, 8 BatchNorm batches); the reported "
                    "search WER is always a whole-dev-set WER."]
+
+
+@section("Fine-tuning an extracted subnet (issue 5): demo phone_low subnet, float32 TFLite, test split",
+         "finetune_effect/ft300/test_eval.json",
+         "bash: for n in 0 300: python -m experiments.export --checkpoint=artifacts/demo/supernet "
+         "--subnet_json=\"$(cat phone_low_subnet.json)\" --train_manifest=artifacts/demo/corpus/train.jsonl "
+         "--mode=float32 --finetune_steps=$n --qat_utterances=1600 --out_dir=artifacts/finetune_effect/ft$n "
+         "--name=phone_low; python -m experiments.evaluate_tflite --model=artifacts/finetune_effect/ft$n/"
+         "phone_low.float32.tflite --manifest=artifacts/demo/corpus/test.jsonl --output_json=artifacts/"
+         "finetune_effect/ft$n/test_eval.json --measure_memory=false (phone_low_subnet.json: the phone_low "
+         "config of artifacts/demo/search.json)")
+def finetune_effect(ft300):
+    rows = ["| fine-tuning steps | test WER % | command % | open % | fine-tuning s | loss first / last |",
+            "|---|---|---|---|---|---|"]
+    for steps in (0, 300):
+        base = os.path.join(FLAGS.artifacts, f"finetune_effect/ft{steps}")
+        e = ft300 if steps == 300 else load_json(os.path.join(base, "test_eval.json"))
+        summary = load_json(os.path.join(base, "export_summary.json")) or {}
+        if e is None:
+            continue
+        ft = summary.get("finetune") or {}
+        dom = e.get("wer_by_domain", {})
+        losses = f"{ft['loss_first']:.1f} / {ft['loss_last']:.1f}" if ft else "-"
+        rows.append(f"| {steps} | {pct(e['wer'])} | {pct(dom.get('command'))} | {pct(dom.get('open'))} | "
+                    f"{ft.get('seconds', 0):.0f} | {losses} |")
+    return rows + ["", "Fine-tuning: Adam 3e-4, batches of 8 of the first 1600 training utterances, exact RNN-T "
+                   "loss (per utterance). Both rows re-estimate the subnet's BatchNorm statistics from the "
+                   "training manifest; the 0-step row reproduces the demo's phone_low.float32 WER exactly."]
 
 
 @section("Train once vs train three (toy scale only)", "benchmark_train_once_tiny/result.json",

@@ -128,3 +128,22 @@ def test_search_real_table_names_the_fidelity_and_the_calls():
                         "1.31 | True |")
     assert lines[3] == ("| phone_low | 0 | two-fidelity (2 dev + 2 BN batches, 4 finalists) | 85.0 | 86.7 | "
                         "4 full + 40 screened | 50 full | 40 | 100 | 0.40 | True |")
+
+
+def test_finetune_effect_table_reads_both_arms(tmp_path):
+    from absl import flags as absl_flags
+    for steps, wer in ((0, 0.875), (300, 0.827)):
+        d = tmp_path / f"finetune_effect/ft{steps}"
+        d.mkdir(parents=True)
+        (d / "test_eval.json").write_text(json.dumps(
+            {"wer": wer, "wer_by_domain": {"command": wer - 0.1, "open": wer + 0.05}}))
+        (d / "export_summary.json").write_text(json.dumps(
+            {"finetune": {"seconds": 195.4, "loss_first": 113.3, "loss_last": 24.3} if steps else None}))
+    absl_flags.FLAGS(["prog", f"--artifacts={tmp_path}"])
+    try:
+        ft300 = wr.load_json(str(tmp_path / "finetune_effect/ft300/test_eval.json"))
+        lines = wr.finetune_effect(ft300)
+    finally:
+        absl_flags.FLAGS.unparse_flags()
+    assert lines[2] == "| 0 | 87.5 | 77.5 | 92.5 | 0 | - |"
+    assert lines[3] == "| 300 | 82.7 | 72.7 | 87.7 | 195 | 113.3 / 24.3 |"
