@@ -487,21 +487,21 @@ def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: i
     if max_chunks is not None:
         chunks = chunks[:max(1, int(max_chunks))]
 
+    recorded = collections.Counter()  # this call's records per signature
+
     def pred_call(token):
         inputs = dict(token=np.array([token], np.int32), **pred_states)
         if record is not None:
             record.append(("predictor_step", inputs))
+            recorded["predictor_step"] += 1
         out = module.predictor_step(tf.constant(inputs["token"]), *[pred_states[n] for n in pred_names])
         return {k: v.numpy() for k, v in out.items()}
-
-    recorded = collections.Counter()
 
     def decoding_done() -> bool:
         return (max_decode_records is not None and record is not None
                 and min(recorded["joiner_step"], recorded["predictor_step"]) >= max_decode_records)
 
     pred = pred_call(0)
-    recorded["predictor_step"] += 1
     pred_states = {k: pred[k] for k in pred_names}
     tokens, encs = [], []
     for chunk in chunks:
@@ -524,7 +524,6 @@ def stream_module(module: StreamingTransducer, audio: np.ndarray, max_symbols: i
                 if k == 0:
                     break
                 tokens.append(k)
-                recorded["predictor_step"] += 1
                 pred = pred_call(k)
                 pred_states = {kk: pred[kk] for kk in pred_names}
     return tokens, np.concatenate(encs)
