@@ -46,20 +46,16 @@ def run_benchmark(setup, budgets, *, seeds, max_evaluations, random_samples, fin
                   **search_kwargs) -> list[dict]:
     """One row per (budget, seed) with both methods' best WER, evaluations and wall time.
     `setup["screen_evaluator"]` (if set) makes the search two-fidelity."""
-    from tf_todm.search.evolution import random_search, screened_search, search
+    from tf_todm.search.evolution import random_search
 
     rows = []
-    screen = setup.get("screen_evaluator")
     for budget in budgets:
         for seed in seeds:
-            if screen is None:
-                evo = search(setup["space"], setup["evaluator"], setup["costs_fn"], budget, seed=seed,
-                             max_evaluations=max_evaluations, cache={}, progress=True, **search_kwargs)
-            else:
-                evo = screened_search(setup["space"], setup["evaluator"], screen, setup["costs_fn"],
-                                      budget, finalists=finalists, cache={}, screen_cache={},
-                                      seed=seed, max_evaluations=max_evaluations, progress=True,
-                                      **search_kwargs)
+            evo = search_cli.search_budget(
+                setup["space"], setup["evaluator"], setup["costs_fn"], budget,
+                screen_evaluator=setup.get("screen_evaluator"), finalists=finalists, cache={},
+                screen_cache={}, seed=seed, max_evaluations=max_evaluations, progress=True,
+                **search_kwargs)
             rnd = random_search(setup["space"], setup["evaluator"], setup["costs_fn"], budget,
                                 num_samples=random_samples, seed=10_000 + seed, cache={}, progress=True)
             rows.append({"budget": budget.name, "seed": seed,

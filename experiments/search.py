@@ -151,26 +151,29 @@ def search_kwargs() -> dict:
             "init_candidates": _INIT_CANDIDATES.value}
 
 
+def search_budget(space, evaluator, costs_fn, budget, *, screen_evaluator=None, finalists: int = 4,
+                  cache: Optional[dict] = None, screen_cache: Optional[dict] = None, **kwargs):
+    """One budget's `search`, or `screened_search` when a `screen_evaluator` is given (then
+    `screen_cache` holds its screening WERs); `kwargs` go to the search."""
+    from tf_todm.search.evolution import screened_search, search
+
+    if screen_evaluator is None:
+        return search(space, evaluator, costs_fn, budget, cache=cache, **kwargs)
+    return screened_search(space, evaluator, screen_evaluator, costs_fn, budget, finalists=finalists,
+                           cache=cache, screen_cache=screen_cache, **kwargs)
+
+
 def search_budgets(space, evaluator, costs_fn, budgets, *, seed: int, max_evaluations: Optional[int] = None,
                    progress: bool = True, screen_evaluator=None, finalists: int = 4,
                    **kwargs) -> tuple[list, dict]:
-    """Runs `search` per budget with one shared WER cache (`screened_search` when a
-    `screen_evaluator` is given, with a shared screening cache too); returns (results, cache)."""
-    from tf_todm.search.evolution import screened_search, search
-
+    """Runs `search_budget` per budget with one shared WER cache (and one shared screening cache);
+    returns (results, cache)."""
     cache: dict = {}
     screen_cache: dict = {}
-    results = []
-    for budget in budgets:
-        if screen_evaluator is None:
-            results.append(search(space, evaluator, costs_fn, budget, seed=seed,
-                                  max_evaluations=max_evaluations, progress=progress, cache=cache,
-                                  **kwargs))
-        else:
-            results.append(screened_search(space, evaluator, screen_evaluator, costs_fn, budget,
-                                           finalists=finalists, cache=cache, screen_cache=screen_cache,
-                                           seed=seed, max_evaluations=max_evaluations,
-                                           progress=progress, **kwargs))
+    results = [search_budget(space, evaluator, costs_fn, budget, screen_evaluator=screen_evaluator,
+                             finalists=finalists, cache=cache, screen_cache=screen_cache, seed=seed,
+                             max_evaluations=max_evaluations, progress=progress, **kwargs)
+               for budget in budgets]
     return results, cache
 
 
