@@ -31,10 +31,11 @@ def test_size_breakdown_counts_weights_biases_and_per_channel_params():
     assert f["quantization_params"] == 0
     q = op_report.size_breakdown(int8_model)
     assert q["constants"]["int8"] == IN * OUT and q["constants"]["int32"] == 4 * OUT
-    # per-channel weight and bias scales (12 bytes per output channel each) plus per-tensor
-    # activation scales (input, output, and the float<->int8 quantize ops' tensors)
-    assert q["quantization_params"] >= 2 * 12 * OUT
-    assert q["quantization_params"] % 12 == 0
+    # the converter writes one scale (4-byte length + 4 B each) and one zero-point (4 + 8 B each)
+    # vector per quantized tensor: per-channel weight and bias (OUT entries each) plus per-tensor
+    # activations (input, output, and the float<->int8 quantize ops' tensors)
+    assert q["quantization_params"] >= 2 * (8 + 12 * OUT) + 2 * (8 + 12)
+    assert (q["quantization_params"] - 2 * (8 + 12 * OUT)) % (8 + 12) == 0
     for r, data in ((f, float_model), (q, int8_model)):
         assert r["total"] == len(data) and r["other"] > 0
         assert sum(r["constants"].values()) + r["quantization_params"] + r["other"] == r["total"]

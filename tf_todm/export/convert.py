@@ -31,7 +31,9 @@ Modes (`MODES`):
 Tensor names are debug strings (the graph's op paths, ~27 bytes per tensor) that no runtime reads:
 signatures address tensors by index and carry their own input/output names. `convert` strips them
 by default (`strip_names`), ~1.4% of a full-int8 phone model; `strip_names=False` keeps them for
-inspection (e.g. in Netron).
+inspection (e.g. in Netron). Every model is then written with each distinct quantization vector
+and table once (`tf_todm.export.compact`): the per-channel zero points of a full-int8 model are
+all 0, and written once per tensor they were ~8% of the file.
 
 No mode ever enables SELECT_TF_OPS: TF 2.21 wheels ship no Flex delegate, so a model that would need
 it fails conversion here with `ConversionError` naming the ops.
@@ -47,6 +49,8 @@ import tempfile
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 import numpy as np
+
+from tf_todm.export.compact import clear_names, compact_model, write_model
 
 if TYPE_CHECKING:  # TF is imported inside the functions, so that reading `MODES` (sidecar.py, hence
     import tensorflow as tf  # the evaluator's per-model memory probe) does not cost a TF import.
@@ -92,7 +96,7 @@ def convert(
       trackable: object owning the functions' variables (e.g. the `tf.Module`); defaults to a new
         module holding the functions, which tracks their captured variables.
       verify: run every signature once on zeros in LiteRT (`smoke_test`) before returning.
-      strip_names: drop the tensor and subgraph names (`strip_tensor_names`).
+      strip_names: drop the tensor and subgraph names (`compact.clear_names`).
 
     Returns:
       The flatbuffer bytes.
@@ -131,29 +135,11 @@ def convert(
             head = next((l for l in text if "error" in l.lower() or "not" in l.lower()),
                         text[0] if text else repr(e))
             raise ConversionError(f"convert(mode={mode!r}) failed: {head}") from e
-    if strip_names and mode != "int16x8":
-        model = strip_tensor_names(model)
+    if mode != "int16x8":  # _quantize_int16x8 writes its model compactly itself
+        model = compact_model(model, strip_names)
     if verify:
         smoke_test(model, mode)
     return model
-
-
-def strip_tensor_names(model: bytes) -> bytes:
-    """The same model without tensor and subgraph names (signature keys and their input/output
-    names stay: they are the app's interface, and map to tensors by index)."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    parsed = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))
-    _clear_names(parsed)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(parsed))
-
-
-def _clear_names(parsed) -> None:
-    """Drops tensor and subgraph names of a parsed model (flatbuffer object API), in place."""
-    for subgraph in parsed.subgraphs or []:
-        subgraph.name = None
-        for tensor in subgraph.tensors or []:
-            tensor.name = None
 
 
 def smoke_test(model: bytes, mode: str = "?") -> None:
@@ -207,7 +193,7 @@ def _configure(converter, mode, representative_dataset, int8_io, names):
 
 def _quantize_int16x8(converter, strip_names: bool = True) -> bytes:
     """Calibrate, give integer activation tensors a placeholder range, quantize 16x8, unmark
-    (and, with `strip_names`, drop the tensor names in the same pass).
+    (and, with `strip_names`, drop the tensor names in the same pass), write compactly.
 
     The 16x8 quantizer demands min/max for every non-constant input of a quantizable op, also
     int32 ones (e.g. GREATER_EQUAL on the int32 stream offset) that calibration never records.
@@ -230,8 +216,8 @@ def _quantize_int16x8(converter, strip_names: bool = True) -> bytes:
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
     _strip_placeholder_ranges(model, marked)  # finds the marked tensors by name: strip after it
     if strip_names:
-        _clear_names(model)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+        clear_names(model)
+    return write_model(model)
 
 
 def _mark_integer_tensors(model) -> set:

@@ -196,28 +196,47 @@ def size_breakdown(model_bytes: bytes) -> dict:
     "other": bytes, "total": bytes}`.
 
     constants: each distinct constant buffer once, by the dtype of its tensor (int8 weights, int32
-    biases, float32 weights...). quantization_params: 4 (float32 scale) + 8 (int64 zero point)
-    bytes per scale entry of every tensor, so per-channel weights and biases cost 12 bytes per
-    output channel. other: the rest (operators, tensor tables, shapes, names, signatures).
+    biases, float32 weights...). quantization_params: the scale (float32) and zero-point (int64)
+    vectors in the file, each vector once however many tensors refer to it (4-byte length + 4 bytes
+    per scale, 4-byte length + 8 bytes per zero point): a converter's file has one pair per
+    quantized tensor, so per-channel weights and biases cost 12 bytes per output channel; a file
+    written by `tf_todm.export.compact` shares them. other: the rest (operators, tensor and
+    quantization tables, shapes, names, signatures, alignment padding).
     """
     model = parse_model(model_bytes)
     constants: dict = {}
     seen = set()
-    qparams = 0
     for sg in model.subgraphs or []:
         for t in sg.tensors or []:
-            q = t.quantization
-            if q is not None and q.scale is not None:
-                qparams += 12 * len(q.scale)
             buffer = model.buffers[t.buffer] if t.buffer is not None else None
             if buffer is None or buffer.data is None or len(buffer.data) == 0 or t.buffer in seen:
                 continue
             seen.add(t.buffer)
             dtype = _TYPE_NAMES.get(t.type, str(t.type))
             constants[dtype] = constants.get(dtype, 0) + len(buffer.data)
+    qparams = sum(quantization_vector_bytes(model_bytes).values())
     total = len(model_bytes)
     return {"constants": dict(sorted(constants.items())), "quantization_params": qparams,
             "other": total - sum(constants.values()) - qparams, "total": total}
+
+
+def quantization_vector_bytes(model_bytes: bytes) -> dict:
+    """{file position: bytes} of every distinct scale and zero-point vector the tensors refer to."""
+    import flatbuffers
+
+    root = _fb.Model.GetRootAs(bytearray(model_bytes), 0)
+    vectors = {}
+    for s in range(root.SubgraphsLength()):
+        sg = root.Subgraphs(s)
+        for i in range(sg.TensorsLength()):
+            q = sg.Tensors(i).Quantization()
+            if q is None:
+                continue
+            for field, itemsize in ((8, 4), (10, 8)):  # vtable slots: scale (float32), zero_point (int64)
+                slot = flatbuffers.number_types.UOffsetTFlags.py_type(q._tab.Offset(field))
+                if slot:
+                    vectors[q._tab.Vector(slot)] = 4 + itemsize * q._tab.VectorLen(slot)
+    return vectors
 
 
 def describe(model_bytes: bytes) -> str:
