@@ -73,18 +73,19 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
                 max_dev_utterances: int = 200, batch_size: int = 16, latency_cache: Optional[str] = None,
                 latency_fit: bool = True, toy_noise: float = 0.005, toy_eval_ms: float = 0.0,
                 seed: int = 0, calibration_manifest: Optional[str] = None, screen_dev_batches: int = 0,
-                screen_calibration_batches: int = 0) -> dict[str, Any]:
-    """{"space", "evaluator", "screen_evaluator" (None: single fidelity), "costs_fn", "model_config",
-    "latency_fit", "measured_latency"}."""
+                screen_calibration_batches: int = 0, heldout_manifest: Optional[str] = None,
+                max_heldout_utterances: int = 0) -> dict[str, Any]:
+    """{"space", "evaluator", "screen_evaluator" (None: single fidelity), "heldout_evaluator" (None
+    without `heldout_manifest`), "costs_fn", "model_config", "latency_fit", "measured_latency"}."""
     from tf_todm.search.cost_model import AnalyticCostModel, FittedLatencyModel, MeasuredLatency
 
-    screen_evaluator = None
+    screen_evaluator = heldout_evaluator = None
     if kind == "toy":
         from tf_todm.search.toy import ToyWerEvaluator, toy_model_config, toy_space
 
-        if screen_dev_batches:
-            raise ValueError("--screen_dev_batches needs --evaluator=supernet (the toy surface has "
-                             "no dev set to slice)")
+        if screen_dev_batches or heldout_manifest:
+            raise ValueError("--screen_dev_batches and --heldout_manifest need --evaluator=supernet "
+                             "(the toy surface has no dev set)")
 
         model_config, space = toy_model_config(), toy_space()
         evaluator = ToyWerEvaluator(space, noise_std=toy_noise, seed=seed, eval_seconds=toy_eval_ms / 1000)
@@ -110,6 +111,12 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
             calibration = calibration_batches(read_manifest(calibration_manifest), tokenizer, batch_size)
         evaluator = SupernetWerEvaluator(model, dataset, tokenizer, calibration_dataset=calibration)
         screen_evaluator = screening_evaluator(evaluator, screen_dev_batches, screen_calibration_batches)
+        if heldout_manifest:
+            heldout = read_manifest(heldout_manifest)
+            if max_heldout_utterances:
+                heldout = heldout[:max_heldout_utterances]
+            heldout_evaluator = evaluator.on_dataset(
+                make_dataset(heldout, tokenizer, batch_size=batch_size, training=False, seed=seed))
     else:
         raise ValueError(f"unknown evaluator {kind!r}, expected supernet|toy")
 
@@ -123,7 +130,7 @@ def build_setup(kind: str, *, checkpoint: Optional[str] = None, dev_manifest: Op
             latency = fit
     costs_fn = AnalyticCostModel(model_config, latency=latency)
     return {"space": space, "evaluator": evaluator, "screen_evaluator": screen_evaluator,
-            "costs_fn": costs_fn, "model_config": model_config, "latency_fit": fit,
+            "heldout_evaluator": heldout_evaluator, "costs_fn": costs_fn, "model_config": model_config, "latency_fit": fit,
             "measured_latency": measured}
 
 

@@ -118,3 +118,16 @@ def test_subset_scores_the_first_batches_and_shares_the_traced_encoder(setup):
     assert full.transcribe(subnet)[0] == TEXTS  # the full evaluator still sees every batch
     with pytest.raises(ValueError, match="dev_batches must be >= 1, got 0"):
         full.subset(0)
+
+
+def test_on_dataset_scores_another_dev_set_with_the_same_traced_encoder(setup):
+    tokenizer, config, model, batches = setup
+    first = SupernetWerEvaluator(model, batches[:1], tokenizer)
+    other = first.on_dataset(batches[1:])
+    subnet = SubnetConfig(1, (6,), (1,), (4,), 5, 4)
+    refs, hyps = _independent_wer(model, subnet, batches[1:], tokenizer)
+    assert other.transcribe(subnet) == (refs, hyps) and refs == TEXTS[3:]
+    assert other.evaluate(subnet) == pytest.approx(jiwer.wer(refs, hyps))
+    assert other.num_calls == 1 and first.num_calls == 0
+    assert other._encode is first._encode  # no second trace
+    assert first.transcribe(subnet)[0] == TEXTS[:3]  # the first evaluator keeps its own dev set

@@ -154,11 +154,9 @@ def test_benchmark_reports_the_latency_fit(tmp_path, capsys):
     assert "leave-one-out" in capsys.readouterr().out
 
 
-def test_two_fidelity_search_of_a_real_run_folder(tmp_path, capsys):
-    """experiments.search --screen_dev_batches on a (tiny, untrained) BatchNorm supernet saved by the
-    trainer's Checkpointer, with real audio and a real SentencePiece model: the evolution screens on
-    one dev batch and one calibration batch; each budget's winner is its best finalist, and the
-    WER reported for it is the whole-dev-set WER (re-computed here by a fresh full evaluator)."""
+def _real_run_folder(tmp_path):
+    """A tiny untrained BatchNorm supernet saved as a run folder by the trainer's Checkpointer, a
+    real SentencePiece model, real-audio dev/train manifests and a one-budget file."""
     tokenizer_path = F.tiny_tokenizer(str(tmp_path))
     tokenizer = Tokenizer(tokenizer_path)
     config = TransducerConfig(model_dim=16, num_blocks=2, ff_dim=24, num_heads=2, conv_dim=12,
@@ -185,6 +183,15 @@ def test_two_fidelity_search_of_a_real_run_folder(tmp_path, capsys):
     train = F.good_manifest(str(tmp_path), "train.jsonl", num=4)
     budgets = tmp_path / "budgets.json"
     budgets.write_text(json.dumps({"all": {}}))
+    return run, dev, train, budgets
+
+
+def test_two_fidelity_search_of_a_real_run_folder(tmp_path, capsys):
+    """experiments.search --screen_dev_batches on a (tiny, untrained) BatchNorm supernet saved by the
+    trainer's Checkpointer, with real audio and a real SentencePiece model: the evolution screens on
+    one dev batch and one calibration batch; each budget's winner is its best finalist, and the
+    WER reported for it is the whole-dev-set WER (re-computed here by a fresh full evaluator)."""
+    run, dev, train, budgets = _real_run_folder(tmp_path)
     out = tmp_path / "out"
     argv = [f"--checkpoint={run}", f"--dev_manifest={dev}", f"--calibration_manifest={train}",
             f"--budgets={budgets}", f"--out={out}", "--batch_size=2", "--population=3",
@@ -207,3 +214,27 @@ def test_two_fidelity_search_of_a_real_run_folder(tmp_path, capsys):
     assert "screens" in capsys.readouterr().out
     screened_wer = {p["key"]: p["wer"] for p in data["screened"]}[chosen["key"]]
     assert chosen["wer"] != screened_wer  # (this model's slice and whole-set WERs differ)
+
+
+def test_benchmark_rescores_both_picks_on_held_out_data(tmp_path, capsys):
+    """benchmark_search --heldout_manifest: each method's pick is re-scored on the held-out
+    manifest, and the reported held-out WERs are a fresh evaluator's on that manifest."""
+    run, dev, train, budgets = _real_run_folder(tmp_path)
+    heldout = F.good_manifest(str(tmp_path / "heldout"), "test.jsonl", num=4)
+    out = tmp_path / "bench.json"
+    argv = ["--evaluator=supernet", f"--checkpoint={run}", f"--dev_manifest={dev}",
+            f"--calibration_manifest={train}", f"--heldout_manifest={heldout}", f"--budgets={budgets}",
+            f"--out={out}", "--batch_size=2", "--population=2", "--tournament=2", "--cycles=1",
+            "--random_samples=3", "--max_evaluations=2", "--seeds=0"]
+    assert _run(benchmark_search, argv) == 0
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    setup = search_cli.build_setup("supernet", checkpoint=str(run), dev_manifest=heldout, batch_size=2,
+                                   calibration_manifest=train)
+    for side in ("search", "random"):
+        config = SubnetConfig.from_dict(row[side]["config"])
+        assert row[side]["heldout_wer"] == pytest.approx(setup["evaluator"].evaluate(config))
+    assert row["search_at_least_as_good_heldout"] == (row["search"]["heldout_wer"] <= row["random"]["heldout_wer"])
+    assert data["search_at_least_as_good_heldout"] == int(row["search_at_least_as_good_heldout"])
+    assert data["heldout_manifest"] == heldout
+    assert "on held-out data search >= random in" in capsys.readouterr().out

@@ -89,6 +89,16 @@ class SupernetWerEvaluator:
             view._calibration = self._calibration[:calibration_batches]
         return view
 
+    def on_dataset(self, dataset: Iterable[dict], max_batches: Optional[int] = None
+                   ) -> "SupernetWerEvaluator":
+        """The same evaluator on another dev set (e.g. a held-out split on which to re-score
+        subnets chosen on this one). Shares the model, the calibration batches in memory and the
+        traced encoder; has its own `num_calls`."""
+        view = copy.copy(self)
+        view.num_calls = 0
+        view.dataset, view.max_batches, view._batches = dataset, max_batches, None
+        return view
+
     def transcribe(self, subnet: Optional[SubnetConfig]) -> tuple[list[str], list[str]]:
         """(references, hypotheses) over the dev batches; `subnet=None` runs the full supernet."""
         from tf_todm.models.elastic import encode_subnet
