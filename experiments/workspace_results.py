@@ -3,7 +3,9 @@
     python -m experiments.workspace_results > /tmp/results.md
 
 Every table names the command that produced its JSON; no number is typed by hand. A missing JSON
-is reported as "not run" with the command to produce it.
+is reported as "not run" with the command to produce it, unless `--previous=WORKSPACE.md` holds an
+earlier rendering of that section (artifacts stay on the machine that ran them): that rendering is
+kept, marked as such.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("artifacts", "artifacts", "Artifacts folder.")
+flags.DEFINE_string("previous", None, "An earlier WORKSPACE.md: sections whose JSON is not in --artifacts "
+                    "keep their rendering from it.")
+
+KEPT_NOTE = ("_Rendered in an earlier session from its JSON, which is not on this machine; the command "
+             "above reproduces it._")
 
 SECTIONS = []
 
@@ -291,12 +298,18 @@ RELIABILITY_RUNS = {
 }
 
 
-def reliability_rows() -> list[str]:
+def reliability_rows(previous: dict | None = None) -> list[str]:
+    """The reliability table; a run whose XML is missing keeps its row from `previous`
+    ({run: row}, `previous_reliability_rows`) if that row has results."""
     rows = ["| run | command | what | tests | failed | skipped | seconds |", "|---|---|---|---|---|---|---|"]
     for name, (command, note) in RELIABILITY_RUNS.items():
         path = os.path.join(FLAGS.artifacts, "reliability", name)
         if not os.path.exists(path):
-            rows.append(f"| {name} | `{command}` | {note} | not run in this workspace | | | |")
+            kept = (previous or {}).get(name)
+            if kept and "not run in this workspace" not in kept:
+                rows.append(kept)
+            else:
+                rows.append(f"| {name} | `{command}` | {note} | not run in this workspace | | | |")
             continue
         r = junit_summary(path)
         rows.append(f"| {name} | `{command}` | {note} | {r['tests']} | {r['failures'] + r['errors']} | "
@@ -592,17 +605,54 @@ def load_json(path: str):
         return json.load(f)
 
 
+def previous_sections(text: str) -> dict:
+    """{section title: body} of a WORKSPACE.md's `### ` sections; the body is what follows the
+    section's `Source:` line (the rendering), without a `KEPT_NOTE` line."""
+    sections = {}
+    for chunk in text.split("\n### ")[1:]:
+        title, _, rest = chunk.partition("\n")
+        if "\nSource: " not in "\n" + rest:
+            continue
+        body = rest.split("Source: ", 1)[1].partition("\n")[2]
+        body = "\n".join(l for l in body.strip("\n").splitlines() if l != KEPT_NOTE).strip("\n")
+        sections[title.strip()] = body
+    return sections
+
+
+def previous_reliability_rows(text: str) -> dict:
+    """{run file: table row} of a WORKSPACE.md's reliability table."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 2 and cells[1] in RELIABILITY_RUNS:
+            rows[cells[1]] = line
+    return rows
+
+
+def render(previous_text: str | None = None) -> str:
+    """The whole results section (what `main` prints)."""
+    previous = previous_sections(previous_text) if previous_text else {}
+    out = ["### Reliability runs (JUnit XML in artifacts/reliability)\n",
+           "\n".join(reliability_rows(previous_reliability_rows(previous_text or ""))) + "\n"]
+    for title, path, command, render_section in SECTIONS:
+        out.append(f"### {title}\n\nCommand: `{command}`  \nSource: `artifacts/{path}`\n")
+        data = load_json(os.path.join(FLAGS.artifacts, path))
+        if data is not None:
+            out.append("\n".join(render_section(data)) + "\n")
+        elif previous.get(title) and not previous[title].startswith("Not run in this workspace"):
+            out.append(f"{KEPT_NOTE}\n\n{previous[title]}\n")
+        else:
+            out.append("Not run in this workspace yet.\n")
+    return "\n".join(out)
+
+
 def main(argv):
     del argv
-    print("### Reliability runs (JUnit XML in artifacts/reliability)\n")
-    print("\n".join(reliability_rows()) + "\n")
-    for title, path, command, render in SECTIONS:
-        print(f"### {title}\n\nCommand: `{command}`  \nSource: `artifacts/{path}`\n")
-        data = load_json(os.path.join(FLAGS.artifacts, path))
-        if data is None:
-            print("Not run in this workspace yet.\n")
-            continue
-        print("\n".join(render(data)) + "\n")
+    previous_text = None
+    if FLAGS.previous:
+        with open(FLAGS.previous, encoding="utf-8") as f:
+            previous_text = f.read()
+    print(render(previous_text))
 
 
 if __name__ == "__main__":

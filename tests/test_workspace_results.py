@@ -147,3 +147,26 @@ def test_finetune_effect_table_reads_both_arms(tmp_path):
         absl_flags.FLAGS.unparse_flags()
     assert lines[2] == "| 0 | 87.5 | 77.5 | 92.5 | 0 | - |"
     assert lines[3] == "| 300 | 82.7 | 72.7 | 87.7 | 195 | 113.3 / 24.3 |"
+
+
+def test_render_keeps_earlier_renderings_of_sections_whose_json_is_missing(tmp_path, monkeypatch):
+    from absl import flags
+
+    flags.FLAGS.mark_as_parsed()
+    monkeypatch.setattr(flags.FLAGS, "artifacts", str(tmp_path))
+    title, path, command, _ = wr.SECTIONS[0]
+    other_title = wr.SECTIONS[1][0]
+    previous = (f"# WORKSPACE\n\n### Reliability runs (JUnit XML in artifacts/reliability)\n\n"
+                f"| fuzz_slow.xml | `cmd` | what | 15 | 0 | 0 | 137 |\n\n"
+                f"### {title}\n\nCommand: `{command}`  \nSource: `artifacts/{path}`\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+                f"### {other_title}\n\nCommand: `x`  \nSource: `artifacts/y`\n\nNot run in this workspace yet.\n\n"
+                "### What the numbers say\n\ntext\n")
+    first = wr.render(previous)
+    kept = first.split(f"### {title}\n")[1].split("\n### ")[0]
+    assert wr.KEPT_NOTE in kept and "| 1 | 2 |" in kept
+    assert "| fuzz_slow.xml | `cmd` | what | 15 | 0 | 0 | 137 |" in first
+    other = first.split(f"### {other_title}\n")[1].split("\n### ")[0]
+    assert "Not run in this workspace yet." in other and wr.KEPT_NOTE not in other
+    # rendering again from the first output changes nothing (the note is not stacked)
+    assert wr.render(first) == first
+    assert wr.previous_sections(first)[title].startswith("| a | b |")  # the note is not part of the body
