@@ -170,3 +170,16 @@ def test_render_keeps_earlier_renderings_of_sections_whose_json_is_missing(tmp_p
     # rendering again from the first output changes nothing (the note is not stacked)
     assert wr.render(first) == first
     assert wr.previous_sections(first)[title].startswith("| a | b |")  # the note is not part of the body
+
+
+def test_search_heldout_counts_dev_and_test_verdicts_separately():
+    def row(budget, s_dev, r_dev, s_test, r_test):
+        return {"budget": budget, "seed": 0, "time_ratio_search_over_random": 0.5,
+                "search": {"best_wer": s_dev, "heldout_wer": s_test, "wall_time_s": 50.0},
+                "random": {"best_wer": r_dev, "heldout_wer": r_test, "wall_time_s": 100.0},
+                "search_at_least_as_good": s_dev <= r_dev, "search_at_least_as_good_heldout": s_test <= r_test}
+
+    lines = wr.search_heldout({"heldout_x": {"rows": [row("mcu", 0.80, 0.79, 0.70, 0.72),
+                                                      row("phone", 0.60, 0.61, 0.50, 0.49)]}})
+    assert lines[2].startswith("| heldout_x | mcu | 0 | 80.0 | 79.0 | 70.0 | 72.0 | 50 | 100 | 0.50 | False | True |")
+    assert "**1 of 2** runs on the dev utterances" in lines[-1] and "**1 of 2** on the test split" in lines[-1]
