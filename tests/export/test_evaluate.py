@@ -104,6 +104,24 @@ def test_max_utterances_and_errors(exported, tmp_path):
         evaluate.evaluate_tflite(path, [])
 
 
+def test_fresh_process_evaluation_equals_in_process_and_reports_child_errors(exported, tmp_path):
+    root, out, _, _, utterances = exported
+    path = os.path.join(out, "m.float32.tflite")
+    here = evaluate.evaluate_tflite(path, utterances, measure_memory=False, update_sidecar=False)
+    fresh = evaluate.evaluate_tflite_fresh_process(path, utterances, max_utterances=3, measure_memory=False,
+                                                   update_sidecar=False)
+    assert fresh["hypotheses"] == here["hypotheses"] and len(fresh["hypotheses"]) == 3
+    for key in ("wer", "cer", "wer_by_domain", "audio_seconds", "num_chunks", "model_bytes"):
+        assert fresh[key] == here[key], key
+    assert 0 < fresh["latency_ms_median"] <= fresh["latency_ms_p90"] < 1000
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(evaluate.EvaluationError, match="broken.tflite.*fresh process failed: .*"):
+        evaluate.evaluate_tflite_fresh_process(str(broken), utterances)
+    with pytest.raises(evaluate.EvaluationError, match="no utterances"):
+        evaluate.evaluate_tflite_fresh_process(path, [])
+
+
 def test_needs_int16x8_only_when_full_int8_exceeds_the_ratio_of_float():
     needs_int16x8 = evaluate.needs_int16x8
     assert needs_int16x8({"float32": 0.20, "full_int8": 0.2101}, 1.05)

@@ -13,6 +13,11 @@ features) and returns:
   hypotheses [{audio_filepath, reference, hypothesis, domain}].
 
 It also writes the measured numbers into the sidecar's `metrics` (`update_sidecar=True`).
+
+`evaluate_tflite_fresh_process` runs the same evaluation in a new Python that imports only this
+module (no TensorFlow), as `python -m experiments.evaluate_tflite` and an app do: timings taken in
+a process that has trained and converted models (TF thread pools, a large Python heap) are not
+an app's timings.
 """
 
 from __future__ import annotations
@@ -156,6 +161,47 @@ def evaluate_tflite(model_path: str, utterances, max_utterances: int | None = No
         side = dict(side, metrics=dict(side.get("metrics") or {}, **measured))
         sidecar_lib.write_sidecar(side_path, side)
     return out
+
+
+_EVALUATE = r"""
+import json, sys
+from tf_todm.data.manifest import read_manifest
+from tf_todm.export.evaluate import evaluate_tflite
+args = json.loads(sys.argv[1])
+out = evaluate_tflite(args["model"], read_manifest(args["manifest"]), measure_memory=args["measure_memory"],
+                      update_sidecar=args["update_sidecar"])
+with open(args["output_json"], "w") as f:
+    json.dump(out, f)
+"""
+
+
+def evaluate_tflite_fresh_process(model_path: str, utterances, max_utterances: int | None = None,
+                                  measure_memory: bool = True, update_sidecar: bool = True,
+                                  timeout_s: float = 3600) -> dict:
+    """`evaluate_tflite` in a new Python process (see module docstring); same arguments and result.
+
+    Raises EvaluationError with the child's last error line if it fails."""
+    from tf_todm.data.manifest import write_manifest
+
+    utterances = list(utterances)[: max_utterances] if max_utterances else list(utterances)
+    if not utterances:
+        raise EvaluationError(f"evaluate_tflite({model_path}): no utterances to evaluate")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with tempfile.TemporaryDirectory(prefix="tf_todm_eval_") as tmp:
+        manifest = os.path.join(tmp, "utterances.jsonl")
+        write_manifest(manifest, utterances)
+        output_json = os.path.join(tmp, "result.json")
+        args = {"model": os.path.abspath(model_path), "manifest": manifest, "output_json": output_json,
+                "measure_memory": measure_memory, "update_sidecar": update_sidecar}
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.run([sys.executable, "-c", _EVALUATE, json.dumps(args)], capture_output=True,
+                              text=True, env=env, timeout=timeout_s, cwd=root)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise EvaluationError(f"evaluate_tflite({model_path}) in a fresh process failed: {last}")
+        with open(output_json, encoding="utf-8") as f:
+            return json.load(f)
 
 
 def compare_models(reference_path: str, candidate_path: str, audios) -> dict:
