@@ -159,12 +159,15 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
 def _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir) -> list:
     """On-device evaluation (LiteRT, streaming) of each exported mode: one report row per model."""
     from tf_todm.export import op_report
-    from tf_todm.export.evaluate import evaluate_tflite
+    from tf_todm.export.evaluate import evaluate_tflite_fresh_process
     name, subnet = result.budget.name, result.best.config
     rows = []
     for side in sidecars:
         tflite_path = os.path.join(bundle_dir, side["model_file"])
-        metrics = evaluate_tflite(tflite_path, test)
+        # a new Python per model, as `experiments.evaluate_tflite` and an app run it: timings taken in
+        # this process (TF thread pools, everything trained and converted so far) were ~1.5x the
+        # standalone CLI's in the previous demo
+        metrics = evaluate_tflite_fresh_process(tflite_path, test)
         with open(tflite_path, "rb") as f:
             breakdown = op_report.size_breakdown(f.read())
         mcu = side.get("mcu") or {}

@@ -77,3 +77,27 @@ def test_checkpointer_rejects_max_to_keep_below_one(tmp_path):
     import pytest
     with pytest.raises(ValueError, match="max_to_keep must be >= 1, got 0"):
         Checkpointer(str(tmp_path), tf.Module(), None, TrainState(), max_to_keep=0)
+
+
+def test_checkpointer_with_a_relative_folder_keeps_its_checkpoints(tmp_path, monkeypatch):
+    """`make demo` passes `artifacts/demo/supernet/ckpt`, relative to the working directory. TF's
+    index writer rewrote such names to `../../../../ckpt-N` and did so in the list it was given,
+    so the sweep then deleted every checkpoint, the one just written included (stop 16's bug)."""
+    monkeypatch.chdir(tmp_path)
+    model, state = tf.Module(), TrainState()
+    model.w = tf.Variable(np.zeros(2, np.float32))
+    ckpt = Checkpointer(os.path.join("run", "sub", "ckpt"), model, None, state, max_to_keep=2)
+    for step in (1, 2, 3):
+        state.step.assign(step)
+        model.w.assign_add(tf.ones(2))
+        ckpt.save()
+    names = sorted(os.listdir(tmp_path / "run" / "sub" / "ckpt"))
+    assert names == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+                     "ckpt-3.data-00000-of-00001", "ckpt-3.index"], names
+    index = (tmp_path / "run" / "sub" / "ckpt" / "checkpoint").read_text()
+    assert 'model_checkpoint_path: "ckpt-3"' in index and ".." not in index
+    model2, state2 = tf.Module(), TrainState()
+    model2.w = tf.Variable(np.zeros(2, np.float32))
+    path = Checkpointer(os.path.join("run", "sub", "ckpt"), model2, None, state2).restore_latest()
+    assert path == os.path.join("run", "sub", "ckpt", "ckpt-3")
+    np.testing.assert_array_equal(model2.w.numpy(), [3.0, 3.0])

@@ -54,9 +54,11 @@ def write_checkpoint_index(directory: str, names: List[str], timestamps: List[fl
     let a `tf.train.CheckpointManager` opened on the folder list the checkpoints too."""
     from google.protobuf import text_format
 
+    # An absolute folder: with a relative one, TF rewrites the names relative to it as seen from
+    # the working directory (`../../ckpt-N`), and it rewrites the list it is given in place.
     index = tf.compat.v1.train.generate_checkpoint_state_proto(
-        directory, names[-1], all_model_checkpoint_paths=names,
-        all_model_checkpoint_timestamps=timestamps, last_preserved_timestamp=0.0)
+        os.path.abspath(directory), names[-1], all_model_checkpoint_paths=list(names),
+        all_model_checkpoint_timestamps=list(timestamps), last_preserved_timestamp=0.0)
     write_text_atomic(os.path.join(directory, "checkpoint"), text_format.MessageToString(index))
 
 
