@@ -393,7 +393,8 @@ def search_real(runs: dict):
          "--heldout_manifest=artifacts/demo/corpus/test.jsonl --budgets=experiments/flags/demo_budgets.json "
          "--latency_cache=artifacts/demo/latency_cache.json --max_dev_utterances=100 --seeds=0,1,2 "
          "--screen_dev_batches=2 --screen_calibration_batches=2 --finalists=4 "
-         "--out=artifacts/search_bench/heldout_d2c2f4.json")
+         "--out=artifacts/search_bench/heldout_d2c2f4.json; then the same with --finalists=10 "
+         "--out=artifacts/search_bench/heldout_d2c2f10.json (chosen after seeing the first run)")
 def search_heldout(runs: dict):
     rows = ["| run | budget | seed | search dev WER % | random dev WER % | search test WER % | random test WER % | "
             "search wall s | random wall s | time ratio | search >= random (dev) | search >= random (test) |",
