@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
@@ -85,14 +83,10 @@ def measure_peak_memory(model_path: str, audio: np.ndarray) -> dict:
 
     `model_delta_bytes` = peak - after imports (model load + streaming run).
     """
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with tempfile.TemporaryDirectory(prefix="tf_todm_mem_") as tmp:
         audio_path = os.path.join(tmp, "audio.npy")
         np.save(audio_path, np.asarray(audio, np.float32))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.run([sys.executable, "-c", _MEASURE, os.path.abspath(model_path), audio_path],
-                              capture_output=True, text=True, env=env, timeout=900, cwd=root)
+        proc = runtime.run_fresh_python(_MEASURE, [os.path.abspath(model_path), audio_path], timeout_s=900)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -186,17 +180,13 @@ def evaluate_tflite_fresh_process(model_path: str, utterances, max_utterances: i
     utterances = list(utterances)[: max_utterances] if max_utterances else list(utterances)
     if not utterances:
         raise EvaluationError(f"evaluate_tflite({model_path}): no utterances to evaluate")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with tempfile.TemporaryDirectory(prefix="tf_todm_eval_") as tmp:
         manifest = os.path.join(tmp, "utterances.jsonl")
         write_manifest(manifest, utterances)
         output_json = os.path.join(tmp, "result.json")
         args = {"model": os.path.abspath(model_path), "manifest": manifest, "output_json": output_json,
                 "measure_memory": measure_memory, "update_sidecar": update_sidecar}
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
-                   PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.run([sys.executable, "-c", _EVALUATE, json.dumps(args)], capture_output=True,
-                              text=True, env=env, timeout=timeout_s, cwd=root)
+        proc = runtime.run_fresh_python(_EVALUATE, [json.dumps(args)], timeout_s=timeout_s)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise EvaluationError(f"evaluate_tflite({model_path}) in a fresh process failed: {last}")

@@ -219,6 +219,15 @@ class MicroModel:
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def run_fresh_python(script: str, args, timeout_s: float) -> subprocess.CompletedProcess:
+    """Runs `python -c script *args` in a new interpreter that imports this checkout's package
+    (cwd and PYTHONPATH), with TF's C++ logging off; stdout/stderr captured as text."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=_REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout_s, cwd=_REPO_ROOT)
+
+
 def _zero_inputs(interpreter) -> None:
     """Sets every input of a TFLM interpreter to zeros (inputs by index until the index is out of range)."""
     i = 0
@@ -256,8 +265,7 @@ def min_arena_size(model_bytes: bytes, lo: int = 1024, hi: int | None = None, st
             f.write(bytes(model_bytes))
 
         def ok(size):
-            proc = subprocess.run([sys.executable, "-c", _ARENA_PROBE, path, str(size)], capture_output=True,
-                                  text=True, timeout=300, cwd=_REPO_ROOT)
+            proc = run_fresh_python(_ARENA_PROBE, [path, str(size)], timeout_s=300)
             return proc.returncode == 0 and "ARENA_OK" in proc.stdout
 
         hi = hi or max(64 * 1024, 20 * len(model_bytes))
@@ -309,9 +317,7 @@ def measure_in_subprocess(model_path: str, sidecar_path: str, audio: np.ndarray,
     """
     audio_path = os.path.join(tmp_dir, "_measure_audio.npy")
     np.save(audio_path, np.asarray(audio, np.float32))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, model_path, sidecar_path, audio_path],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=_REPO_ROOT)
+    proc = run_fresh_python(_MEASURE, [model_path, sidecar_path, audio_path], timeout_s=600)
     if proc.returncode != 0:
         raise RuntimeError(f"memory measurement failed: {proc.stderr.strip().splitlines()[-1:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
