@@ -54,31 +54,37 @@ def toy_budgets(costs_fn, space):
 
 
 def run_benchmark(setup, budgets, *, seeds, max_evaluations, random_samples, finalists: int = 4,
-                  **search_kwargs) -> list[dict]:
+                  predictor=None, **search_kwargs) -> list[dict]:
     """One row per (budget, seed) with both methods' best WER, evaluations and wall time.
-    `setup["screen_evaluator"]` (if set) makes the search two-fidelity."""
+    `setup["screen_evaluator"]` (if set) makes the search two-fidelity; `predictor` (settings of
+    `predictor_search`) makes it predictor-guided."""
     from tf_todm.search.evolution import random_search
 
+    def side(result) -> dict:
+        return {"best_wer": result.best_wer, "evaluations": result.num_evaluations,
+                "screenings": result.num_screenings, "wall_time_s": result.wall_time_s,
+                "evaluation_time_s": result.evaluation_time_s, "config": result.best_config.to_dict(),
+                "params": result.best.costs.params,
+                "evaluated": [{"config": e.config.to_dict(), "wer": e.wer, "params": e.costs.params}
+                              for e in result.evaluated],
+                **({"predictor": result.predictor} if result.predictor else {})}
+
+    # The first evaluation of a process traces the evaluator's graphs; done here, outside both
+    # methods' clocks, so that whichever runs first is not charged for it.
+    for evaluator in (setup["evaluator"], setup.get("screen_evaluator")):
+        if evaluator is not None:
+            evaluator.evaluate(setup["space"].smallest())
     rows = []
     for budget in budgets:
         for seed in seeds:
             evo = search_cli.search_budget(
                 setup["space"], setup["evaluator"], setup["costs_fn"], budget,
-                screen_evaluator=setup.get("screen_evaluator"), finalists=finalists, cache={},
-                screen_cache={}, seed=seed, max_evaluations=max_evaluations, progress=True,
+                screen_evaluator=setup.get("screen_evaluator"), finalists=finalists, predictor=predictor,
+                cache={}, screen_cache={}, seed=seed, max_evaluations=max_evaluations, progress=True,
                 **search_kwargs)
             rnd = random_search(setup["space"], setup["evaluator"], setup["costs_fn"], budget,
                                 num_samples=random_samples, seed=10_000 + seed, cache={}, progress=True)
-            rows.append({"budget": budget.name, "seed": seed,
-                         "search": {"best_wer": evo.best_wer, "evaluations": evo.num_evaluations,
-                                    "screenings": evo.num_screenings,
-                                    "wall_time_s": evo.wall_time_s,
-                                    "evaluation_time_s": evo.evaluation_time_s, "config": evo.best_config.to_dict(),
-                                    "params": evo.best.costs.params},
-                         "random": {"best_wer": rnd.best_wer, "evaluations": rnd.num_evaluations,
-                                    "wall_time_s": rnd.wall_time_s,
-                                    "evaluation_time_s": rnd.evaluation_time_s, "config": rnd.best_config.to_dict(),
-                                    "params": rnd.best.costs.params},
+            rows.append({"budget": budget.name, "seed": seed, "search": side(evo), "random": side(rnd),
                          "search_at_least_as_good": evo.best_wer <= rnd.best_wer,
                          "time_ratio_search_over_random": evo.wall_time_s / max(rnd.wall_time_s, 1e-9),
                          "break_even_eval_s": _break_even(evo, rnd)})
@@ -165,6 +171,7 @@ def main(argv):
     try:
         seeds = [int(s) for s in _SEEDS.value]
         kind = search_cli._EVALUATOR.value
+        predictor = search_cli.predictor_settings()
         setup = search_cli.build_setup(
             kind, checkpoint=search_cli._CHECKPOINT.value, dev_manifest=search_cli._DEV_MANIFEST.value,
             max_dev_utterances=search_cli._MAX_DEV_UTTERANCES.value, batch_size=search_cli._BATCH_SIZE.value,
@@ -188,12 +195,12 @@ def main(argv):
         start = time.perf_counter()
         rows = run_benchmark(setup, budgets, seeds=seeds, max_evaluations=max_evaluations,
                              random_samples=_RANDOM_SAMPLES.value, finalists=search_cli._FINALISTS.value,
-                             **search_cli.search_kwargs())
+                             predictor=predictor, **search_cli.search_kwargs())
     except (ValueError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     result = {"argv": sys.argv, "evaluator": kind, "seeds": seeds, **search_cli.search_kwargs(),
-              **search_cli.screening_settings(),
+              **search_cli.screening_settings(), "predictor": predictor,
               "max_evaluations": max_evaluations,
               "random_samples": _RANDOM_SAMPLES.value, "toy_noise": search_cli._TOY_NOISE.value,
               "toy_eval_ms": search_cli._TOY_EVAL_MS.value,

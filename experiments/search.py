@@ -54,6 +54,17 @@ _SCREEN_CALIBRATION_BATCHES = flags.DEFINE_integer(
     "screen_calibration_batches", 0, "BatchNorm re-estimation batches while screening (0 = all "
     "of --calibration_manifest's; finalists always use all).")
 _FINALISTS = flags.DEFINE_integer("finalists", 4, "Screened subnets re-scored on the whole dev set.")
+_PREDICTOR_INITIAL = flags.DEFINE_integer(
+    "predictor_initial", 0, "Predictor-guided search (tf_todm.search.predictor_search) instead of "
+    "evolution: this many uniform random feasible subnets are scored on the whole dev set first, then "
+    "a WER predictor fitted to every score picks the next ones. 0 = evolution.")
+_PREDICTOR_ROUNDS = flags.DEFINE_integer("predictor_rounds", 3, "Fit-rank-evaluate rounds of the predictor search.")
+_PREDICTOR_PER_ROUND = flags.DEFINE_integer("predictor_per_round", 6, "Subnets scored per predictor round.")
+_PREDICTOR_POOL = flags.DEFINE_integer("predictor_pool", 2000,
+                                       "Random feasible candidates the predictor ranks (costs only).")
+_PREDICTOR_STRATIFY_DEPTH = flags.DEFINE_bool(
+    "predictor_stratify_depth", False, "Draw the predictor search's initial subnets and pool depth "
+    "first (uniform over the depths the budget allows), then widths.")
 _LATENCY_CACHE = flags.DEFINE_string(
     "latency_cache", None, "MeasuredLatency JSON (key -> ms per s of audio); with --latency_fit a "
     "linear fit on it, else every candidate must be in it.")
@@ -144,6 +155,17 @@ def screening_evaluator(evaluator, dev_batches: int, calibration_batches: int = 
     return evaluator.subset(dev_batches, calibration_batches or None)
 
 
+def predictor_settings() -> Optional[dict]:
+    """`predictor_search` keyword arguments given by the flags; None when it is off."""
+    if not _PREDICTOR_INITIAL.value:
+        return None
+    if _SCREEN_DEV_BATCHES.value:
+        raise ValueError("--predictor_initial and --screen_dev_batches are two different searches; give one")
+    return {"initial": _PREDICTOR_INITIAL.value, "rounds": _PREDICTOR_ROUNDS.value,
+            "per_round": _PREDICTOR_PER_ROUND.value, "pool": _PREDICTOR_POOL.value,
+            "stratify_depth": _PREDICTOR_STRATIFY_DEPTH.value}
+
+
 def screening_settings() -> dict:
     """The two-fidelity flags, for reports."""
     return {"screen_dev_batches": _SCREEN_DEV_BATCHES.value,
@@ -159,11 +181,17 @@ def search_kwargs() -> dict:
 
 
 def search_budget(space, evaluator, costs_fn, budget, *, screen_evaluator=None, finalists: int = 4,
-                  cache: Optional[dict] = None, screen_cache: Optional[dict] = None, **kwargs):
-    """One budget's `search`, or `screened_search` when a `screen_evaluator` is given (then
-    `screen_cache` holds its screening WERs); `kwargs` go to the search."""
+                  predictor: Optional[dict] = None, cache: Optional[dict] = None,
+                  screen_cache: Optional[dict] = None, **kwargs):
+    """One budget's `search`; `screened_search` when a `screen_evaluator` is given (then
+    `screen_cache` holds its screening WERs); `predictor_search` with the `predictor` settings when
+    given (then only `seed` and `progress` of `kwargs` apply). `kwargs` go to the search."""
     from tf_todm.search.evolution import screened_search, search
+    from tf_todm.search.predictor_search import predictor_search
 
+    if predictor:
+        return predictor_search(space, evaluator, costs_fn, budget, cache=cache, seed=kwargs.get("seed", 0),
+                                progress=kwargs.get("progress", False), **predictor)
     if screen_evaluator is None:
         return search(space, evaluator, costs_fn, budget, cache=cache, **kwargs)
     return screened_search(space, evaluator, screen_evaluator, costs_fn, budget, finalists=finalists,
@@ -172,14 +200,14 @@ def search_budget(space, evaluator, costs_fn, budget, *, screen_evaluator=None, 
 
 def search_budgets(space, evaluator, costs_fn, budgets, *, seed: int, max_evaluations: Optional[int] = None,
                    progress: bool = True, screen_evaluator=None, finalists: int = 4,
-                   **kwargs) -> tuple[list, dict]:
+                   predictor: Optional[dict] = None, **kwargs) -> tuple[list, dict]:
     """Runs `search_budget` per budget with one shared WER cache (and one shared screening cache);
     returns (results, cache)."""
     cache: dict = {}
     screen_cache: dict = {}
     results = [search_budget(space, evaluator, costs_fn, budget, screen_evaluator=screen_evaluator,
-                             finalists=finalists, cache=cache, screen_cache=screen_cache, seed=seed,
-                             max_evaluations=max_evaluations, progress=progress, **kwargs)
+                             finalists=finalists, predictor=predictor, cache=cache, screen_cache=screen_cache,
+                             seed=seed, max_evaluations=max_evaluations, progress=progress, **kwargs)
                for budget in budgets]
     return results, cache
 
@@ -208,7 +236,8 @@ def report(results, settings: dict, out_dir: str) -> dict:
                                     "costs": r.best.costs.to_dict(),
                                     "num_evaluations": r.num_evaluations, "num_rejected": r.num_rejected,
                                     "num_screenings": r.num_screenings,
-                                    "wall_time_s": r.wall_time_s} for r in results},
+                                    "wall_time_s": r.wall_time_s,
+                                    **({"predictor": r.predictor} if r.predictor else {})} for r in results},
         "pareto_front": {"params": pareto_front(points, ["params"]),
                          second: pareto_front(points, [second])},
         "evaluated": points,
@@ -247,6 +276,7 @@ def main(argv):
         from tf_todm.search.budgets import load_budgets
 
         budgets = load_budgets(_BUDGETS.value)
+        predictor = predictor_settings()
         setup = build_setup(_EVALUATOR.value, checkpoint=_CHECKPOINT.value, dev_manifest=_DEV_MANIFEST.value,
                             max_dev_utterances=_MAX_DEV_UTTERANCES.value, batch_size=_BATCH_SIZE.value,
                             latency_cache=_LATENCY_CACHE.value, latency_fit=_LATENCY_FIT.value,
@@ -258,10 +288,12 @@ def main(argv):
         results, cache = search_budgets(setup["space"], setup["evaluator"], setup["costs_fn"], budgets,
                                         seed=_SEED.value, max_evaluations=_MAX_EVALUATIONS.value,
                                         screen_evaluator=setup["screen_evaluator"],
-                                        finalists=_FINALISTS.value, **search_kwargs())
+                                        finalists=_FINALISTS.value, predictor=predictor,
+                                        **search_kwargs())
         fit = setup["latency_fit"]
         settings = {"argv": sys.argv, "evaluator": _EVALUATOR.value, "checkpoint": _CHECKPOINT.value,
                     "seed": _SEED.value, **search_kwargs(), **screening_settings(),
+                    "predictor": predictor,
                     "max_evaluations": _MAX_EVALUATIONS.value,
                     "dev_manifest": _DEV_MANIFEST.value, "max_dev_utterances": _MAX_DEV_UTTERANCES.value,
                     "space": setup["space"].to_dict(), "model_config": _config_dict(setup["model_config"]),

@@ -180,6 +180,9 @@ def test_search_heldout_counts_dev_and_test_verdicts_separately():
                 "search_at_least_as_good": s_dev <= r_dev, "search_at_least_as_good_heldout": s_test <= r_test}
 
     lines = wr.search_heldout({"heldout_x": {"rows": [row("mcu", 0.80, 0.79, 0.70, 0.72),
-                                                      row("phone", 0.60, 0.61, 0.50, 0.49)]}})
+                                                      row("phone", 0.60, 0.61, 0.50, 0.49)]},
+                               "heldout_y": {"rows": [row("mcu", 0.78, 0.79, 0.73, 0.72)]}})
     assert lines[2].startswith("| heldout_x | mcu | 0 | 80.0 | 79.0 | 70.0 | 72.0 | 50 | 100 | 0.50 | False | True |")
-    assert "**1 of 2** runs on the dev utterances" in lines[-1] and "**1 of 2** on the test split" in lines[-1]
+    # one verdict line per run file (one method each), not pooled across methods
+    assert lines[-2] == "- heldout_x: at least as good in **1 of 2** runs on dev, **1 of 2** on test."
+    assert lines[-1] == "- heldout_y: at least as good in **1 of 1** runs on dev, **0 of 1** on test."

@@ -116,6 +116,33 @@ def test_latency_cache_feeds_a_fitted_latency_budget(tmp_path, capsys):
     assert "latency_ms_per_s_audio" in data["pareto_front"]
 
 
+def test_predictor_guided_search_from_the_cli(tmp_path, budgets_file, capsys):
+    out = tmp_path / "out"
+    argv = ["--evaluator=toy", f"--budgets={budgets_file}", f"--out={out}", "--predictor_initial=8",
+            "--predictor_rounds=2", "--predictor_per_round=3", "--predictor_pool=200", "--seed=1"]
+    assert _run(search_cli, argv) == 0
+    data = json.loads((out / "search.json").read_text())
+    assert data["settings"]["predictor"] == {"initial": 8, "rounds": 2, "per_round": 3, "pool": 200,
+                                             "stratify_depth": False}
+    assert data["budgets"]["watch"]["num_evaluations"] == 8 + 2 * 3  # the first budget: no cache hits
+    for name, limit in (("watch", 250000), ("phone", 450000)):
+        chosen = data["budgets"][name]
+        assert "leave_one_out_rank_correlation" in chosen["predictor"]
+        feasible = [p["wer"] for p in data["evaluated"] if p["params"] <= limit
+                    and (name == "watch" or p["macs_per_s"] <= 1.3e7)]
+        assert chosen["wer"] == min(feasible) and chosen["costs"]["params"] <= limit
+    bench = tmp_path / "bench.json"
+    assert _run(benchmark_search, ["--evaluator=toy", f"--out={bench}", "--seeds=0", "--random_samples=10",
+                                   "--predictor_initial=6", "--predictor_rounds=1", "--predictor_per_round=2",
+                                   "--predictor_pool=100"]) == 0
+    rows = json.loads(bench.read_text())["rows"]
+    assert all(r["search"]["evaluations"] == 8 and "predictor" in r["search"] for r in rows)
+    capsys.readouterr()
+    assert _run(search_cli, argv + ["--screen_dev_batches=2"]) == 1
+    assert capsys.readouterr().err.strip() == ("error: --predictor_initial and --screen_dev_batches are two "
+                                               "different searches; give one")
+
+
 def test_benchmark_writes_result(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["--evaluator=toy", f"--out={out}", "--seeds=0", "--random_samples=12", "--max_evaluations=8",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -129,9 +129,12 @@ class SearchSpace:
             self.joiner_dim_choices[0],
         )
 
-    def sample(self, rng: np.random.Generator) -> SubnetConfig:
-        """A uniformly random config (each dimension drawn independently)."""
-        n = _choose(rng, self.num_blocks_choices)
+    def sample(self, rng: np.random.Generator, depth: Optional[int] = None) -> SubnetConfig:
+        """A uniformly random config (each dimension drawn independently); `depth` fixes
+        `num_blocks` (one of `num_blocks_choices`) and draws only the widths."""
+        if depth is not None and depth not in self.num_blocks_choices:
+            raise ValueError(f"SearchSpace.sample: depth {depth} not in choices {list(self.num_blocks_choices)}")
+        n = _choose(rng, self.num_blocks_choices) if depth is None else int(depth)
         return SubnetConfig(
             n,
             tuple(_choose(rng, self.ff_dim_choices) for _ in range(n)),

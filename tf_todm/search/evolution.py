@@ -77,6 +77,8 @@ class SearchResult:
       screened: for `screened_search`, every subnet scored by the screening evaluator, with its
         screening WER (`evaluated` then holds the finalists with their full-dev WER).
       num_screenings: screening-evaluator calls (cache misses); 0 for a plain search.
+      predictor: for `predictor_search`, the WER predictor's report (weights, leave-one-out
+        errors); empty otherwise.
     """
 
     budget: Budget
@@ -89,6 +91,7 @@ class SearchResult:
     evaluation_time_s: float = 0.0
     screened: list[EvaluatedSubnet] = dataclasses.field(default_factory=list)
     num_screenings: int = 0
+    predictor: dict = dataclasses.field(default_factory=dict)
 
     @property
     def best_config(self) -> SubnetConfig:
@@ -105,10 +108,11 @@ class SearchResult:
                 "history": self.history,
                 "evaluated": [e.to_dict() for e in self.evaluated],
                 "num_screenings": self.num_screenings,
-                "screened": [e.to_dict() for e in self.screened]}
+                "screened": [e.to_dict() for e in self.screened],
+                **({"predictor": self.predictor} if self.predictor else {})}
 
 
-class _Scorer:
+class Scorer:
     """Feasibility and fitness with caches; counts evaluator calls and rejections."""
 
     def __init__(self, evaluator: Evaluator, costs_fn: CostsFn, budget: Budget,
@@ -171,7 +175,7 @@ def check_budget_feasible(space: SearchSpace, costs_fn: CostsFn, budget: Budget)
     return costs
 
 
-def _sample_feasible(space: SearchSpace, rng: np.random.Generator, scorer: _Scorer,
+def sample_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer,
                      max_retries: int) -> Optional[SubnetConfig]:
     for _ in range(max_retries):
         candidate = space.sample(rng)
@@ -194,7 +198,7 @@ def _sample_initial(space, rng, scorer, max_retries, candidates, exclude) -> Opt
     usually better)."""
     drawn = []
     for _ in range(candidates):
-        c = _sample_feasible(space, rng, scorer, max_retries)
+        c = sample_feasible(space, rng, scorer, max_retries)
         if c is not None and c.key() not in exclude:
             drawn.append(c)
     if not drawn:
@@ -202,7 +206,8 @@ def _sample_initial(space, rng, scorer, max_retries, candidates, exclude) -> Opt
     return max(drawn, key=lambda c: budget_utilisation(scorer.cost(c), scorer.budget))
 
 
-def _best(evaluated) -> EvaluatedSubnet:
+def best_evaluated(evaluated) -> EvaluatedSubnet:
+    """Lowest WER; ties: fewer params, then key."""
     return min(evaluated, key=lambda e: (e.wer, e.costs.params, e.config.key()))
 
 
@@ -241,7 +246,7 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
         raise ValueError(f"max_evaluations must be >= 1, got {max_evaluations}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    scorer = _Scorer(evaluator, costs_fn, budget, cache, max_evaluations)
+    scorer = Scorer(evaluator, costs_fn, budget, cache, max_evaluations)
     check_budget_feasible(space, scorer.cost, budget)
 
     history: list[dict] = []
@@ -312,7 +317,7 @@ def search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: 
                         cycle + 1, cycles, scorer.num_evaluations, best_wer[0])
 
     evaluated = list(scorer.seen.values())
-    return SearchResult(budget=budget, best=_best(evaluated), history=history, evaluated=evaluated,
+    return SearchResult(budget=budget, best=best_evaluated(evaluated), history=history, evaluated=evaluated,
                         num_evaluations=scorer.num_evaluations, num_rejected=scorer.num_rejected,
                         wall_time_s=time.perf_counter() - start,
                         evaluation_time_s=scorer.evaluation_time_s)
@@ -337,7 +342,7 @@ def screened_search(space: SearchSpace, evaluator: Evaluator, screen_evaluator: 
     screen = search(space, screen_evaluator, costs_fn, budget,
                     cache={} if screen_cache is None else screen_cache, **search_kwargs)
     ranked = sorted(screen.evaluated, key=lambda e: (e.wer, e.costs.params, e.config.key()))
-    scorer = _Scorer(evaluator, costs_fn, budget, cache, None)
+    scorer = Scorer(evaluator, costs_fn, budget, cache, None)
     history = list(screen.history)
     best_wer = float("inf")
     for candidate in ranked[:finalists]:
@@ -348,7 +353,7 @@ def screened_search(space: SearchSpace, evaluator: Evaluator, screen_evaluator: 
                         "wer": wer, "cached": cached, "best_wer": best_wer,
                         "screen_wer": candidate.wer})
     evaluated = list(scorer.seen.values())
-    return SearchResult(budget=budget, best=_best(evaluated), history=history, evaluated=evaluated,
+    return SearchResult(budget=budget, best=best_evaluated(evaluated), history=history, evaluated=evaluated,
                         num_evaluations=scorer.num_evaluations, num_rejected=screen.num_rejected,
                         wall_time_s=time.perf_counter() - start,
                         evaluation_time_s=screen.evaluation_time_s + scorer.evaluation_time_s,
@@ -365,13 +370,13 @@ def random_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, b
     """
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    scorer = _Scorer(evaluator, costs_fn, budget, cache, None)
+    scorer = Scorer(evaluator, costs_fn, budget, cache, None)
     check_budget_feasible(space, scorer.cost, budget)
     history, best = [], float("inf")
     for step in range(num_samples):
         config = None
         for _ in range(max_retries):
-            candidate = _sample_feasible(space, rng, scorer, 1)
+            candidate = sample_feasible(space, rng, scorer, 1)
             if candidate is not None and candidate.key() not in scorer.seen:
                 config = candidate
                 break
@@ -388,7 +393,7 @@ def random_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, b
         raise InfeasibleBudgetError(
             f"budget {budget.name!r}: no feasible random subnet in {max_retries} draws")
     evaluated = list(scorer.seen.values())
-    return SearchResult(budget=budget, best=_best(evaluated), history=history, evaluated=evaluated,
+    return SearchResult(budget=budget, best=best_evaluated(evaluated), history=history, evaluated=evaluated,
                         num_evaluations=scorer.num_evaluations, num_rejected=scorer.num_rejected,
                         wall_time_s=time.perf_counter() - start,
                         evaluation_time_s=scorer.evaluation_time_s)
