@@ -105,11 +105,13 @@ def run_search(model, tokenizer, dev_utts, out_dir: str, calibration=None):
         latency = fit
     costs_fn = AnalyticCostModel(config, latency=latency)
     start = time.perf_counter()
+    predictor = search_cli.predictor_settings()
     results, cache = search_cli.search_budgets(space, evaluator, costs_fn, budgets, seed=FLAGS.seed,
                                                max_evaluations=FLAGS.max_evaluations,
                                                screen_evaluator=screen, finalists=FLAGS.finalists,
-                                               **search_cli.search_kwargs())
-    settings = {"seed": FLAGS.seed, **search_cli.search_kwargs(), **search_cli.screening_settings(),
+                                               predictor=predictor, **search_cli.search_kwargs())
+    settings = {"seed": FLAGS.seed, **({} if predictor else search_cli.search_kwargs()),
+                **search_cli.screening_settings(), "predictor": predictor,
                 "space": space.to_dict(),
                 "max_dev_utterances": FLAGS.max_dev_utterances, "total_evaluations": len(cache),
                 "latency_fit": None if fit is None else fit.to_dict(),

@@ -13,7 +13,8 @@ A search only ever compares subnets of one budget, so a correlation measured acr
 little about it. With `--budgets=B.json` the probe draws `--subnets` random feasible subnets inside
 EACH budget (as the random baseline does) and reports the correlations per budget; with
 `--heldout_manifest` it also scores every subnet on held-out speech, so the dev set's own ranking can
-be judged against one that no selection saw.
+be judged against one that no selection saw. Each budget also gets the WER predictor's
+leave-one-out ranking (`tf_todm.search.wer_predictor`, fitted to the other subnets' whole-dev WERs).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments import search as search_cli
-from tf_todm.search.wer_predictor import rank_correlation
+from tf_todm.search.wer_predictor import WerPredictor, rank_correlation
 
 _SUBNETS = flags.DEFINE_integer("subnets", 8, "Random subnets; the first only warms the traces up.")
 _HELDOUT = flags.DEFINE_string("heldout_manifest", None,
@@ -89,10 +90,15 @@ def main(argv):
     result = {"argv": sys.argv, "groups": {}}
     for group, subnets in groups.items():
         scored = score_views(views, subnets)
+        if len(subnets) >= 4:  # the WER predictor, fitted to the other subnets' whole-dev WERs
+            loo = WerPredictor(space).leave_one_out(subnets, scored["full"]["wers"])
+            scored["predictor (leave-one-out)"] = {
+                "seconds_per_evaluation": 0.0, "wers": [float(x) for x in loo],
+                "rank_correlation_with_full": rank_correlation(loo, scored["full"]["wers"])}
         result["groups"][group] = {"subnets": [s.to_dict() for s in subnets],
                                    "params": [costs_fn(s).params for s in subnets], "views": scored}
         for name, view in scored.items():
-            print(f"{group:>10} {name:>7}: {view['seconds_per_evaluation']:.2f} s/evaluation, "
+            print(f"{group:>10} {name:>25}: {view['seconds_per_evaluation']:.2f} s/evaluation, "
                   f"rank correlation with full {view['rank_correlation_with_full']:.2f}")
     out = search_cli._OUT.value
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -292,7 +292,7 @@ def main(argv):
                                         **search_kwargs())
         fit = setup["latency_fit"]
         settings = {"argv": sys.argv, "evaluator": _EVALUATOR.value, "checkpoint": _CHECKPOINT.value,
-                    "seed": _SEED.value, **search_kwargs(), **screening_settings(),
+                    "seed": _SEED.value, **({} if predictor else search_kwargs()), **screening_settings(),
                     "predictor": predictor,
                     "max_evaluations": _MAX_EVALUATIONS.value,
                     "dev_manifest": _DEV_MANIFEST.value, "max_dev_utterances": _MAX_DEV_UTTERANCES.value,

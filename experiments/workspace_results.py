@@ -396,7 +396,9 @@ def search_real(runs: dict):
          "--out=artifacts/search_bench/heldout_d2c2f4.json; then the same with --finalists=10 "
          "--out=artifacts/search_bench/heldout_d2c2f10.json (chosen after seeing the first run); "
          "predictor-guided: the same without the three screening flags, with --predictor_initial=16 "
-         "--predictor_rounds=3 --predictor_per_round=6 --out=artifacts/search_bench/heldout_predictor_i16r3p6.json")
+         "--predictor_rounds=3 --predictor_per_round=6 --out=artifacts/search_bench/heldout_predictor_i16r3p6.json; "
+         "and that with --seeds=3,4,5 (seeds no earlier run used) "
+         "--out=artifacts/search_bench/heldout_predictor_i16r3p6_seeds345.json")
 def search_heldout(runs: dict):
     rows = ["| run | budget | seed | search dev WER % | random dev WER % | search test WER % | random test WER % | "
             "search wall s | random wall s | time ratio | search >= random (dev) | search >= random (test) |",
@@ -414,10 +416,38 @@ def search_heldout(runs: dict):
                         f"{r['search_at_least_as_good']} | {r['search_at_least_as_good_heldout']} |")
         summary.append(f"- {name}: at least as good in **{dev_wins} of {len(d['rows'])}** runs on dev, "
                        f"**{test_wins} of {len(d['rows'])}** on test.")
+        loo = [f"{r['budget']} {r['search']['predictor']['leave_one_out_rank_correlation']:.2f}"
+               for r in d["rows"] if "leave_one_out_rank_correlation" in r["search"].get("predictor", {})]
+        if loo:
+            summary[-1] += (" WER predictor's leave-one-out rank correlation with the whole-dev WER over each "
+                            "run's own evaluations: " + ", ".join(loo) + ".")
     return rows + ["", "Search vs the best of 50 random feasible subnets, on the dev utterances both selected on "
                    "and on the test split (unseen voices and sentences, which neither selected on). Each "
                    "method's pick is its lowest whole-dev WER (a screened search's: over its finalists)."] + \
         [""] + summary
+
+
+@section("Ranking subnets inside one budget (demo supernet): screening views, held-out speech, WER predictor",
+         "search_bench/fidelity_in_budget.json",
+         "python -m experiments.probe_search_fidelity --checkpoint=artifacts/demo/supernet "
+         "--dev_manifest=artifacts/demo/corpus/dev.jsonl --calibration_manifest=artifacts/demo/corpus/train.jsonl "
+         "--heldout_manifest=artifacts/demo/corpus/test.jsonl --budgets=experiments/flags/demo_budgets.json "
+         "--latency_cache=artifacts/demo/latency_cache.json --max_dev_utterances=100 --subnets=30 "
+         "--views=2:2,4:4 --out=artifacts/search_bench/fidelity_in_budget.json")
+def fidelity_in_budget(d):
+    rows = ["| budget | subnets | whole-dev WER % (min-max) | ranking | s per evaluation | rank correlation with whole-dev WER |",
+            "|---|---|---|---|---|---|"]
+    names = {"full": "whole dev set (the reference)", "heldout": "test split (whole)",
+             "2:2": "screen: 2 dev + 2 BN batches",
+             "4:4": "screen: 4 dev + 4 BN batches"}
+    for budget, g in d["groups"].items():
+        full = g["views"]["full"]["wers"]
+        for view, v in g["views"].items():
+            rows.append(f"| {budget} | {len(full)} | {pct(min(full))}-{pct(max(full))} | {names.get(view, view)} | "
+                        f"{v['seconds_per_evaluation']:.2f} | {v['rank_correlation_with_full']:.2f} |")
+    return rows + ["", "Random feasible subnets drawn inside each budget (seed 0, as the random baseline draws "
+                   "them). The whole dev set is 100 utterances with 8 BatchNorm re-estimation batches. The "
+                   "test-split row measures how far the dev set's own ranking holds on speech no selection saw."]
 
 
 @section("Fine-tuning an extracted subnet (issue 5): demo phone_low subnet, float32 TFLite, test split",

@@ -1,4 +1,5 @@
-import itertools
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -11,24 +12,12 @@ from tf_todm.search.evolution import (InfeasibleBudgetError, budget_utilisation,
                                       search)
 from tf_todm.search.toy import ToyWerEvaluator, toy_model_config, toy_space
 
-CFG = toy_model_config(input_dim=13, model_dim=12, num_blocks=2, ff_dim=24, num_heads=2, conv_dim=8,
-                       conv_kernel_size=5, subsampling_channels=5, predictor_dim=8, joiner_dim=8,
-                       vocab_size=7, chunk_size=4, left_context=6)
-SMALL_SPACE = SearchSpace((1, 2), (8, 16, 24), (1, 2), (4, 8), (4, 8), (4, 8))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # --import-mode=importlib
+from search_fixtures import SMALL_CFG as CFG, SMALL_SPACE, all_configs as _all_configs  # noqa: E402
 
 
 def _costs(cfg=CFG):
     return AnalyticCostModel(cfg)  # exact parameter counts from count_params
-
-
-def _all_configs(space):
-    for n in space.num_blocks_choices:
-        block = list(itertools.product(space.ff_dim_choices, space.num_heads_choices, space.conv_dim_choices))
-        for blocks in itertools.product(block, repeat=n):
-            for p in space.predictor_dim_choices:
-                for j in space.joiner_dim_choices:
-                    yield SubnetConfig(n, tuple(b[0] for b in blocks), tuple(b[1] for b in blocks),
-                                       tuple(b[2] for b in blocks), p, j)
 
 
 def test_same_seed_same_history_and_other_seed_differs():

@@ -68,6 +68,8 @@ def single_gene_neighbours(config: SubnetConfig, space: SearchSpace) -> list[Sub
 
 _EXHAUSTED_AFTER = 5000
 """Draws without a new feasible subnet after which a budget's feasible set counts as exhausted."""
+_TRIES_PER_DEPTH = 1000
+"""Depth-stratified drawing: draws at one depth before that depth counts as used up."""
 
 
 def feasible_depths(space: SearchSpace, scorer: Scorer) -> list[int]:
@@ -82,15 +84,22 @@ def feasible_depths(space: SearchSpace, scorer: Scorer) -> list[int]:
 
 def _draw_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer, count: int,
                    max_draws: int, exclude: set, depths: Optional[list[int]] = None) -> list[SubnetConfig]:
-    """Up to `count` distinct random feasible configs whose keys are not in `exclude`, in at most
-    `max_draws` draws: uniform over the space (rejection sampling), or with `depths` uniform over
-    those depths first, then widths rejection-sampled at that depth (so a depth whose feasible
-    widths are rare still gets its share)."""
+    """Up to `count` distinct random feasible configs whose keys are not in `exclude`.
+
+    Uniform over the space (rejection sampling, at most `max_draws` draws), or with `depths`
+    uniform over those depths first, then widths rejection-sampled at that depth (so a depth whose
+    feasible widths are rare still gets its share): up to `_TRIES_PER_DEPTH` draws per pick, and a
+    depth at which a pick finds nothing new is dropped (its feasible subnets are used up or too
+    rare to draw), so a rare depth cannot eat the draws of the others.
+    """
     drawn, keys = [], set(exclude)
+    depths = None if depths is None else list(depths)
+    tries = 1 if depths is None else _TRIES_PER_DEPTH
+    max_draws = max_draws if depths is None else max(max_draws, count * tries)
     draws = since_new = 0
-    while len(drawn) < count and draws < max_draws and since_new < _EXHAUSTED_AFTER:
+    while len(drawn) < count and draws < max_draws and since_new < _EXHAUSTED_AFTER and depths != []:
         depth = None if depths is None else depths[int(rng.integers(len(depths)))]
-        for _ in range(1 if depths is None else 1000):
+        for _ in range(tries):
             draws += 1
             since_new += 1
             candidate = space.sample(rng, depth)
@@ -99,6 +108,9 @@ def _draw_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer,
                 keys.add(candidate.key())
                 since_new = 0
                 break
+        else:
+            if depths is not None:
+                depths.remove(depth)
     return drawn
 
 
@@ -150,7 +162,8 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
         first.append(space.smallest())  # a budget (almost) only the smallest subnet meets
     for config in first:
         evaluate(config, "init")
-    candidates = {c.key(): c for c in _draw_feasible(space, rng, scorer, pool, 20 * pool, set(scorer.seen), depths)}
+    pool_draws = _draw_feasible(space, rng, scorer, pool, 20 * pool, set(scorer.seen), depths)
+    candidates = {c.key(): c for c in pool_draws}
     predictor = WerPredictor(space, l2)
     for round_ in range(1, rounds + 1):
         evaluated = list(scorer.seen.values())

@@ -7,10 +7,11 @@ choices above the smallest, the number of running blocks with that choice; one i
 predictor / joiner choice above the smallest. The model is ridge regression on these features with
 an unpenalised intercept (`fit_ridge`).
 
-Why linear in counts: inside one budget of the demo supernet the whole-dev WER is close to additive
-in the genes (joiner width alone has rank correlation -0.6 to -0.8 with it), and fitted to 29 subnets
-of one budget the leave-one-out prediction ranks the 30th with rank correlation 0.75-0.87
-(`experiments.probe_search_fidelity --budgets`, artifacts/search_bench/fidelity_in_budget.json).
+Why linear in counts: inside one budget of the demo supernet a few genes carry most of the WER
+differences (the joiner width most); counts instead of per-position indicators keep the columns
+few (11 for the demo space, against 31) for fits to 16-34 evaluations. In the search benchmark
+(`experiments.benchmark_search --predictor_initial=16`, WORKSPACE.md) the predictor fitted to a run's
+other 33 evaluations ranks the 34th with rank correlation 0.64-0.93 against its whole-dev WER.
 """
 
 from __future__ import annotations
