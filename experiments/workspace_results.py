@@ -398,7 +398,9 @@ def search_real(runs: dict):
          "predictor-guided: the same without the three screening flags, with --predictor_initial=16 "
          "--predictor_rounds=3 --predictor_per_round=6 --out=artifacts/search_bench/heldout_predictor_i16r3p6.json; "
          "and that with --seeds=3,4,5 (seeds no earlier run used) "
-         "--out=artifacts/search_bench/heldout_predictor_i16r3p6_seeds345.json")
+         "--out=artifacts/search_bench/heldout_predictor_i16r3p6_seeds345.json; depth-stratified: that with "
+         "--seeds=6,7,8 --predictor_stratify_depth "
+         "--out=artifacts/search_bench/heldout_predictor_i16r3p6_depth_seeds678.json")
 def search_heldout(runs: dict):
     rows = ["| run | budget | seed | search dev WER % | random dev WER % | search test WER % | random test WER % | "
             "search wall s | random wall s | time ratio | search >= random (dev) | search >= random (test) |",

@@ -12,9 +12,12 @@ predictor refitted after every round).
 4. The winner is the lowest whole-dev WER evaluated: the predictor proposes, only a real evaluation
    decides, so the pick is compared on the same measure as a random baseline's.
 
-Why not evolution on a cheap screening WER (`screened_search`): inside one budget of the demo
-supernet a 2-batch screening ranks subnets with rank correlation 0.61-0.83 against the whole dev set,
-and the evolution then follows its noise; a predictor pools every evaluation it has seen.
+Why try it: inside one budget of the demo supernet the 2-batch screening of `screened_search`
+ranks subnets with rank correlation 0.61-0.83 against the whole dev set, and its evolution follows
+that noise; a predictor pools every evaluation it has seen. Measured (WORKSPACE.md, 18 runs against
+the best of 50 random subnets): with uniform draws, no better than the two-fidelity evolution; its
+proposals crowd onto one or two depths, whose coefficients rest on few initial draws. With
+`stratify_depth`, better in one 9-run check but not always faster, so `make demo` keeps the evolution.
 """
 
 from __future__ import annotations
