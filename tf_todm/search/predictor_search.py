@@ -182,10 +182,11 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
         open_ = sorted((c for k, c in candidates.items() if k not in scorer.seen), key=lambda c: c.key())
         if not open_:
             break
-        predicted = predictor.predict(open_)
+        features = predictor.features(open_)
+        predicted = features @ predictor.weights
         chosen, rows = 0, set()
         for i in np.lexsort((np.arange(len(open_)), predicted)):
-            row = tuple(predictor.features([open_[i]])[0])
+            row = tuple(features[i])
             if row in rows:
                 continue
             rows.add(row)
