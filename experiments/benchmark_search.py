@@ -172,6 +172,8 @@ def main(argv):
         seeds = [int(s) for s in _SEEDS.value]
         kind = search_cli._EVALUATOR.value
         predictor = search_cli.predictor_settings()
+        if predictor:
+            predictor["reference_samples"] = _RANDOM_SAMPLES.value  # the cap is relative to this baseline
         setup = search_cli.build_setup(
             kind, checkpoint=search_cli._CHECKPOINT.value, dev_manifest=search_cli._DEV_MANIFEST.value,
             max_dev_utterances=search_cli._MAX_DEV_UTTERANCES.value, batch_size=search_cli._BATCH_SIZE.value,

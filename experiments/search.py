@@ -65,6 +65,13 @@ _PREDICTOR_POOL = flags.DEFINE_integer("predictor_pool", 2000,
 _PREDICTOR_STRATIFY_DEPTH = flags.DEFINE_bool(
     "predictor_stratify_depth", False, "Draw the predictor search's initial subnets and pool depth "
     "first (uniform over the depths the budget allows), then widths.")
+_PREDICTOR_COST_CAP = flags.DEFINE_float(
+    "predictor_cost_cap", 0.0, "Stop the predictor search once its estimated evaluation cost (encoder "
+    "blocks + a fixed overhead per subnet) would pass this fraction of what --predictor_cost_reference "
+    "uniform random feasible subnets cost. 0 = no cap.")
+_PREDICTOR_COST_REFERENCE = flags.DEFINE_integer(
+    "predictor_cost_reference", 50, "Random subnets the cost cap is relative to (benchmark_search: "
+    "its --random_samples).")
 _LATENCY_CACHE = flags.DEFINE_string(
     "latency_cache", None, "MeasuredLatency JSON (key -> ms per s of audio); with --latency_fit a "
     "linear fit on it, else every candidate must be in it.")
@@ -163,7 +170,8 @@ def predictor_settings() -> Optional[dict]:
         raise ValueError("--predictor_initial and --screen_dev_batches are two different searches; give one")
     return {"initial": _PREDICTOR_INITIAL.value, "rounds": _PREDICTOR_ROUNDS.value,
             "per_round": _PREDICTOR_PER_ROUND.value, "pool": _PREDICTOR_POOL.value,
-            "stratify_depth": _PREDICTOR_STRATIFY_DEPTH.value}
+            "stratify_depth": _PREDICTOR_STRATIFY_DEPTH.value, "cost_cap": _PREDICTOR_COST_CAP.value,
+            "reference_samples": _PREDICTOR_COST_REFERENCE.value}
 
 
 def screening_settings() -> dict:

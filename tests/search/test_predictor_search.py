@@ -123,3 +123,56 @@ def test_depth_stratified_draws_cover_every_depth_the_budget_allows():
     assert all(e.costs.params <= budget.max_params for r in runs.values() for e in r.evaluated)
     with pytest.raises(ValueError, match="depth 9 not in choices"):
         space.sample(np.random.default_rng(0), depth=9)
+
+
+def test_reference_cost_is_the_random_baselines_expected_cost_by_brute_force():
+    from tf_todm.search.evolution import Scorer
+    from tf_todm.search.predictor_search import evaluation_cost, reference_cost
+
+    costs = AnalyticCostModel(CFG)
+    lo, hi = costs(SMALL_SPACE.smallest()).params, costs(SMALL_SPACE.largest()).params
+    budget = Budget("b", max_params=int(lo + 0.5 * (hi - lo)))
+    feasible = [c for c in _all_configs(SMALL_SPACE) if costs(c).params <= budget.max_params]
+    # the baseline itself, run 300 times: random_search's own draws (its own code path)
+    from tf_todm.search.evolution import random_search
+    runs = [random_search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, budget, num_samples=10, seed=seed)
+            for seed in range(300)]
+    baseline = np.mean([sum(evaluation_cost(e.config) for e in r.evaluated) for r in runs], dtype=np.float64)
+    scorer = Scorer(ToyWerEvaluator(SMALL_SPACE), costs, budget, None, None)
+    assert reference_cost(SMALL_SPACE, scorer, 10, seed=3, repeats=300) == pytest.approx(baseline, rel=0.03)
+    # as many samples as feasible subnets: the baseline evaluates every one of them, exactly
+    everything = sum(c.num_blocks + 1.7 for c in feasible)
+    assert reference_cost(SMALL_SPACE, scorer, len(feasible) + 5, seed=0, repeats=2) == pytest.approx(everything)
+    assert evaluation_cost(SMALL_SPACE.largest(), 0.5) == 2.5
+    tight = Budget("t", max_params=costs(SMALL_SPACE.smallest()).params)
+    scorer = Scorer(ToyWerEvaluator(SMALL_SPACE), costs, tight, None, None)
+    assert reference_cost(SMALL_SPACE, scorer, 50, seed=0, repeats=2) == pytest.approx(1 + 1.7)
+
+
+def test_cost_cap_stops_the_search_early_on_a_prefix_of_its_uncapped_history():
+    from tf_todm.search.predictor_search import evaluation_cost
+
+    space = toy_space()
+    costs = AnalyticCostModel(toy_model_config())
+    lo, hi = costs(space.smallest()).params, costs(space.largest()).params
+    budget = Budget("mid", max_params=(lo + hi) // 2)
+    settings = dict(initial=10, rounds=4, per_round=6, pool=300, stratify_depth=True, seed=2)
+    free = predictor_search(space, ToyWerEvaluator(space), costs, budget, **settings)
+    free_cost = sum(evaluation_cost(e.config) for e in free.evaluated)
+    assert "cost" not in free.predictor
+    for cap in (0.3, 0.5):
+        capped = predictor_search(space, ToyWerEvaluator(space), costs, budget, cost_cap=cap,
+                                  reference_samples=50, **settings)
+        report = capped.predictor["cost"]
+        spent = sum(evaluation_cost(e.config) for e in capped.evaluated)
+        assert report["spent"] == pytest.approx(spent) and report["cap"] == pytest.approx(cap * report["reference"])
+        assert report["stopped_by_cap"] and spent <= report["cap"] < free_cost
+        # the next subnet the uncapped search scored would have crossed the cap
+        n = len(capped.history)
+        assert capped.history == free.history[:n]
+        assert spent + evaluation_cost(free.evaluated[n].config) > report["cap"]
+        assert capped.best_wer == min(h["wer"] for h in free.history[:n])
+    roomy = predictor_search(space, ToyWerEvaluator(space), costs, budget, cost_cap=10.0, **settings)
+    assert roomy.history == free.history and not roomy.predictor["cost"]["stopped_by_cap"]
+    with pytest.raises(ValueError, match="cost_cap >= 0"):
+        predictor_search(space, ToyWerEvaluator(space), costs, budget, cost_cap=-1.0)

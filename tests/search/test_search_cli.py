@@ -123,7 +123,7 @@ def test_predictor_guided_search_from_the_cli(tmp_path, budgets_file, capsys):
     assert _run(search_cli, argv) == 0
     data = json.loads((out / "search.json").read_text())
     assert data["settings"]["predictor"] == {"initial": 8, "rounds": 2, "per_round": 3, "pool": 200,
-                                             "stratify_depth": False}
+                                             "stratify_depth": False, "cost_cap": 0.0, "reference_samples": 50}
     assert data["budgets"]["watch"]["num_evaluations"] == 8 + 2 * 3  # the first budget: no cache hits
     for name, limit in (("watch", 250000), ("phone", 450000)):
         chosen = data["budgets"][name]
@@ -137,6 +137,15 @@ def test_predictor_guided_search_from_the_cli(tmp_path, budgets_file, capsys):
                                    "--predictor_pool=100"]) == 0
     rows = json.loads(bench.read_text())["rows"]
     assert all(r["search"]["evaluations"] == 8 and "predictor" in r["search"] for r in rows)
+    # the cost cap is relative to the benchmark's own random baseline (10 subnets here, not 50)
+    assert _run(benchmark_search, ["--evaluator=toy", f"--out={bench}", "--seeds=0", "--random_samples=10",
+                                   "--predictor_initial=6", "--predictor_rounds=3", "--predictor_per_round=2",
+                                   "--predictor_pool=100", "--predictor_cost_cap=0.5"]) == 0
+    for row in json.loads(bench.read_text())["rows"]:
+        cost = row["search"]["predictor"]["cost"]
+        assert 10 * 2.7 <= cost["reference"] <= 10 * 7.7 and cost["cap"] == pytest.approx(0.5 * cost["reference"])
+        assert cost["spent"] <= cost["cap"] and cost["stopped_by_cap"]
+        assert row["search"]["evaluations"] < 12
     capsys.readouterr()
     assert _run(search_cli, argv + ["--screen_dev_batches=2"]) == 1
     assert capsys.readouterr().err.strip() == ("error: --predictor_initial and --screen_dev_batches are two "

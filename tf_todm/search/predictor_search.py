@@ -11,6 +11,9 @@ predictor refitted after every round).
    prediction, so evaluating more than one of them teaches the predictor nothing new).
 4. The winner is the lowest whole-dev WER evaluated: the predictor proposes, only a real evaluation
    decides, so the pick is compared on the same measure as a random baseline's.
+5. With `cost_cap`, evaluation stops once the next subnet would take the estimated evaluation cost
+   past `cost_cap` times that of `reference_samples` uniform random feasible subnets (the random
+   baseline's draw), so a search that favours deep subnets still spends less than that baseline.
 
 Why try it: inside one budget of the demo supernet the 2-batch screening of `screened_search`
 ranks subnets with rank correlation 0.61-0.83 against the whole dev set, and its evolution follows
@@ -69,6 +72,34 @@ def single_gene_neighbours(config: SubnetConfig, space: SearchSpace) -> list[Sub
     return out
 
 
+EVALUATION_OVERHEAD_BLOCKS = 1.7
+"""Per-evaluation cost not proportional to depth, in encoder-block units. Fitted (least squares, no
+intercept) to the evaluation times of the 36 stored benchmark sides of the demo supernet (100 dev
+utterances, 8 BatchNorm batches): 0.88 s per evaluation + 0.51 s per evaluated block, R^2 0.93,
+largest error 15% (WORKSPACE.md gives the command)."""
+
+
+def evaluation_cost(config: SubnetConfig, overhead_blocks: float = EVALUATION_OVERHEAD_BLOCKS) -> float:
+    """Estimated cost of one whole-dev evaluation in encoder-block units: depth + overhead (the
+    widths barely matter next to the per-block kernel launches at these sizes)."""
+    return config.num_blocks + overhead_blocks
+
+
+def reference_cost(space: SearchSpace, scorer: "Scorer", samples: int, seed: int,
+                   overhead_blocks: float = EVALUATION_OVERHEAD_BLOCKS, repeats: int = 20) -> float:
+    """Expected total `evaluation_cost` of the random baseline: `samples` distinct random feasible
+    subnets drawn as `random_search` draws them (fewer when the budget holds fewer), averaged over
+    `repeats` draws of an rng of its own, so the search's own draws do not depend on it. (Not
+    `samples` times the mean over many distinct draws: a long distinct draw uses up the shallow
+    subnets, which are few, and overstates the mean depth.) Give it a `Scorer` of its own: its
+    rejections count."""
+    rng = np.random.default_rng([seed, 1])
+    totals = [sum(evaluation_cost(c, overhead_blocks)
+                  for c in _draw_feasible(space, rng, scorer, samples, 10_000 * samples, set()))
+              for _ in range(repeats)]
+    return float(np.mean(totals))
+
+
 _EXHAUSTED_AFTER = 5000
 """Draws without a new feasible subnet after which a budget's feasible set counts as exhausted."""
 _TRIES_PER_DEPTH = 1000
@@ -119,7 +150,9 @@ def _draw_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer,
 
 def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: Budget, *,
                      initial: int = 16, rounds: int = 3, per_round: int = 6, pool: int = 2000,
-                     parents: int = 3, l2: float = 1.0, stratify_depth: bool = False, seed: int = 0,
+                     parents: int = 3, l2: float = 1.0, stratify_depth: bool = False,
+                     cost_cap: float = 0.0, reference_samples: int = 50,
+                     overhead_blocks: float = EVALUATION_OVERHEAD_BLOCKS, seed: int = 0,
                      progress: bool = False, cache: Optional[dict] = None) -> SearchResult:
     """The lowest whole-dev-WER subnet within `budget` among `initial + rounds * per_round`
     evaluations (fewer when the budget holds fewer subnets); see the module docstring.
@@ -135,40 +168,61 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
       stratify_depth: draw the initial subnets and the pool depth first (uniform over the depths
         the budget allows), then widths; uniform draws under a tight budget rarely keep a deep
         narrow subnet, and a depth the predictor has barely seen is never proposed.
-      seed: seed of the single random generator (same seed, same history).
+      cost_cap: 0 = no cap; else stop evaluating once the next subnet's `evaluation_cost` would take
+        the total past `cost_cap * reference_cost(...)` (cache hits cost nothing).
+      reference_samples: random subnets whose expected cost `cost_cap` is relative to.
+      overhead_blocks: per-evaluation overhead of `evaluation_cost`.
+      seed: seed of the search's random generator (same seed, same history).
       progress: log one line per round.
       cache: key -> WER shared across searches; hits are not evaluator calls.
     Returns:
       `SearchResult`; `history` sources are "init" and "predicted" (with "predicted_wer" and
-      "round"); `predictor` holds the final fit's weights by feature and its leave-one-out rank
-      correlation and mean absolute error over every evaluated subnet.
+      "round"); `predictor` holds the final fit's weights by feature, its leave-one-out rank
+      correlation and mean absolute error over every evaluated subnet, and with a cap "cost"
+      ({"cap", "reference", "spent", "stopped_by_cap"}, block units).
     """
-    if initial < 2 or rounds < 0 or per_round < 1 or pool < 0 or parents < 0:
+    if initial < 2 or rounds < 0 or per_round < 1 or pool < 0 or parents < 0 or cost_cap < 0 \
+            or reference_samples < 1:
         raise ValueError(f"predictor_search: need initial >= 2, rounds >= 0, per_round >= 1, pool >= 0, "
-                         f"parents >= 0; got {initial}, {rounds}, {per_round}, {pool}, {parents}")
+                         f"parents >= 0, cost_cap >= 0, reference_samples >= 1; got {initial}, {rounds}, "
+                         f"{per_round}, {pool}, {parents}, {cost_cap}, {reference_samples}")
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     scorer = Scorer(evaluator, costs_fn, budget, cache, None)
     check_budget_feasible(space, scorer.cost, budget)
     history: list[dict] = []
     best = [float("inf")]
+    reference = reference_cost(space, Scorer(evaluator, costs_fn, budget, None, None), reference_samples,
+                               seed, overhead_blocks) if cost_cap else 0.0
+    cap = cost_cap * reference if cost_cap else float("inf")
+    spent, capped = [0.0], [False]
 
-    def evaluate(config: SubnetConfig, source: str, **extra) -> None:
+    def evaluate(config: SubnetConfig, source: str, **extra) -> bool:
+        """Scores `config` unless the cap forbids it; False (and no more evaluations) then."""
+        cost = 0.0 if config.key() in scorer.cache else evaluation_cost(config, overhead_blocks)
+        if capped[0] or spent[0] + cost > cap:
+            capped[0] = True
+            return False
+        spent[0] += cost
         wer, cached = scorer.score(config)
         best[0] = min(best[0], wer)
         history.append({"step": len(history), "source": source, "key": config.key(), "wer": wer,
                         "cached": cached, "best_wer": best[0], **extra})
+        return True
 
     depths = feasible_depths(space, scorer) if stratify_depth else None
     first = _draw_feasible(space, rng, scorer, initial, 200 * initial, set(), depths)
     if len(first) < 2 and space.smallest().key() not in {c.key() for c in first}:
         first.append(space.smallest())  # a budget (almost) only the smallest subnet meets
     for config in first:
-        evaluate(config, "init")
+        if not evaluate(config, "init"):
+            break
     pool_draws = _draw_feasible(space, rng, scorer, pool, 20 * pool, set(scorer.seen), depths)
     candidates = {c.key(): c for c in pool_draws}
     predictor = WerPredictor(space, l2)
     for round_ in range(1, rounds + 1):
+        if capped[0]:
+            break
         evaluated = list(scorer.seen.values())
         if len(evaluated) < 2:
             break
@@ -190,7 +244,8 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
             if row in rows:
                 continue
             rows.add(row)
-            evaluate(open_[i], "predicted", predicted_wer=float(predicted[i]), round=round_)
+            if not evaluate(open_[i], "predicted", predicted_wer=float(predicted[i]), round=round_):
+                break
             chosen += 1
             if chosen == per_round:
                 break
@@ -201,6 +256,8 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
     evaluated = list(scorer.seen.values())
     configs, wers = [e.config for e in evaluated], np.array([e.wer for e in evaluated])
     report: dict = {"l2": l2, "num_fitted": len(evaluated)}
+    if cost_cap:
+        report["cost"] = {"cap": cap, "reference": reference, "spent": spent[0], "stopped_by_cap": capped[0]}
     if len(evaluated) >= 3:
         loo = predictor.leave_one_out(configs, wers)
         report.update(leave_one_out_rank_correlation=rank_correlation(loo, wers),
