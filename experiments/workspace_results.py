@@ -400,24 +400,34 @@ def search_real(runs: dict):
          "and that with --seeds=3,4,5 (seeds no earlier run used) "
          "--out=artifacts/search_bench/heldout_predictor_i16r3p6_seeds345.json; depth-stratified: that with "
          "--seeds=6,7,8 --predictor_stratify_depth "
-         "--out=artifacts/search_bench/heldout_predictor_i16r3p6_depth_seeds678.json")
+         "--out=artifacts/search_bench/heldout_predictor_i16r3p6_depth_seeds678.json; with the cost cap: that "
+         "with --seeds=9,10,11 --predictor_cost_cap=0.75 "
+         "--out=artifacts/search_bench/heldout_predictor_depth_cap075_seeds91011.json")
 def search_heldout(runs: dict):
     rows = ["| run | budget | seed | search dev WER % | random dev WER % | search test WER % | random test WER % | "
             "search wall s | random wall s | time ratio | search >= random (dev) | search >= random (test) |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for name, d in sorted(runs.items()):
-        dev_wins = test_wins = 0
+        dev_wins = test_wins = faster = 0
         for r in d["rows"]:
             s_, q = r["search"], r["random"]
+            faster += r["time_ratio_search_over_random"] < 1.0
             dev_wins += bool(r["search_at_least_as_good"])
             test_wins += bool(r["search_at_least_as_good_heldout"])
             rows.append(f"| {name} | {r['budget']} | {r['seed']} | {pct(s_['best_wer'])} | {pct(q['best_wer'])} | "
                         f"{pct(s_['heldout_wer'])} | {pct(q['heldout_wer'])} | {s_['wall_time_s']:.0f} | "
                         f"{q['wall_time_s']:.0f} | {r['time_ratio_search_over_random']:.2f} | "
                         f"{r['search_at_least_as_good']} | {r['search_at_least_as_good_heldout']} |")
+        ratios = [r["time_ratio_search_over_random"] for r in d["rows"]]
         summary.append(f"- {name}: at least as good in **{dev_wins} of {len(d['rows'])}** runs on dev, "
-                       f"**{test_wins} of {len(d['rows'])}** on test.")
+                       f"**{test_wins} of {len(d['rows'])}** on test; faster in **{faster} of {len(d['rows'])}** "
+                       f"(time ratio {min(ratios):.2f}-{max(ratios):.2f}).")
+        caps = [r["search"]["predictor"]["cost"] for r in d["rows"] if "cost" in r["search"].get("predictor", {})]
+        if caps:
+            summary[-1] += (f" Cost cap: stopped by it in {sum(c['stopped_by_cap'] for c in caps)} of {len(caps)} "
+                            f"runs, after {min(r['search']['evaluations'] for r in d['rows'])}-"
+                            f"{max(r['search']['evaluations'] for r in d['rows'])} evaluations.")
         loo = [f"{r['budget']} {r['search']['predictor']['leave_one_out_rank_correlation']:.2f}"
                for r in d["rows"] if "leave_one_out_rank_correlation" in r["search"].get("predictor", {})]
         if loo:
@@ -427,6 +437,25 @@ def search_heldout(runs: dict):
                    "and on the test split (unseen voices and sentences, which neither selected on). Each "
                    "method's pick is its lowest whole-dev WER (a screened search's: over its finalists)."] + \
         [""] + summary
+
+
+@section("Evaluation cost model of the predictor search's cost cap (demo supernet, benchmark sides)",
+         "search_bench/evaluation_cost_fit.json",
+         "python -m experiments.fit_evaluation_cost --bench_json=artifacts/search_bench/"
+         "heldout_predictor_i16r3p6_seeds345.json,artifacts/search_bench/heldout_predictor_i16r3p6_depth_seeds678.json "
+         "--output_json=artifacts/search_bench/evaluation_cost_fit.json")
+def evaluation_cost_fit(d):
+    f = d["fit"]
+    return ["| points | s per evaluation | s per encoder block | overhead (blocks) | R^2 | largest error | "
+            "time-ratio error (max / mean) |", "|---|---|---|---|---|---|---|",
+            f"| {f['points']} | {f['seconds_per_evaluation']:.3f} | {f['seconds_per_block']:.3f} | "
+            f"{f['overhead_blocks']:.2f} | {f['r2']:.3f} | {100 * f['max_relative_error']:.0f}% | "
+            f"{d['max_ratio_error']:.3f} / {d['mean_ratio_error']:.3f} |", "",
+            "Each point is one side (search or random) of one benchmark row: its evaluator seconds against its "
+            "number of whole-dev evaluations and its total encoder blocks. The fit's overhead is "
+            "`predictor_search.EVALUATION_OVERHEAD_BLOCKS` (1.7); `--predictor_cost_cap` spends in these units. "
+            f"Widths do not enter: a fit on parameters instead of blocks explains less (R^2 "
+            f"{f['r2_params_instead']:.3f})."]
 
 
 @section("Ranking subnets inside one budget (demo supernet): screening views, held-out speech, WER predictor",

@@ -173,16 +173,31 @@ def test_render_keeps_earlier_renderings_of_sections_whose_json_is_missing(tmp_p
 
 
 def test_search_heldout_counts_dev_and_test_verdicts_separately():
-    def row(budget, s_dev, r_dev, s_test, r_test):
-        return {"budget": budget, "seed": 0, "time_ratio_search_over_random": 0.5,
+    def row(budget, s_dev, r_dev, s_test, r_test, ratio=0.5):
+        return {"budget": budget, "seed": 0, "time_ratio_search_over_random": ratio,
                 "search": {"best_wer": s_dev, "heldout_wer": s_test, "wall_time_s": 50.0},
                 "random": {"best_wer": r_dev, "heldout_wer": r_test, "wall_time_s": 100.0},
                 "search_at_least_as_good": s_dev <= r_dev, "search_at_least_as_good_heldout": s_test <= r_test}
 
     lines = wr.search_heldout({"heldout_x": {"rows": [row("mcu", 0.80, 0.79, 0.70, 0.72),
                                                       row("phone", 0.60, 0.61, 0.50, 0.49)]},
-                               "heldout_y": {"rows": [row("mcu", 0.78, 0.79, 0.73, 0.72)]}})
+                               "heldout_y": {"rows": [row("mcu", 0.78, 0.79, 0.73, 0.72, ratio=1.05)]}})
     assert lines[2].startswith("| heldout_x | mcu | 0 | 80.0 | 79.0 | 70.0 | 72.0 | 50 | 100 | 0.50 | False | True |")
     # one verdict line per run file (one method each), not pooled across methods
-    assert lines[-2] == "- heldout_x: at least as good in **1 of 2** runs on dev, **1 of 2** on test."
-    assert lines[-1] == "- heldout_y: at least as good in **1 of 1** runs on dev, **0 of 1** on test."
+    assert lines[-2] == ("- heldout_x: at least as good in **1 of 2** runs on dev, **1 of 2** on test; "
+                         "faster in **2 of 2** (time ratio 0.50-0.50).")
+    assert lines[-1] == ("- heldout_y: at least as good in **1 of 1** runs on dev, **0 of 1** on test; "
+                         "faster in **0 of 1** (time ratio 1.05-1.05).")
+
+
+def test_search_heldout_reports_the_cost_cap():
+    def row(evaluations, stopped):
+        return {"budget": "b", "seed": 0, "time_ratio_search_over_random": 0.8,
+                "search": {"best_wer": 0.5, "heldout_wer": 0.5, "wall_time_s": 80.0, "evaluations": evaluations,
+                           "predictor": {"cost": {"cap": 10.0, "reference": 20.0, "spent": 9.0,
+                                                  "stopped_by_cap": stopped}}},
+                "random": {"best_wer": 0.6, "heldout_wer": 0.6, "wall_time_s": 100.0},
+                "search_at_least_as_good": True, "search_at_least_as_good_heldout": True}
+
+    lines = wr.search_heldout({"heldout_cap": {"rows": [row(34, False), row(27, True), row(29, True)]}})
+    assert lines[-1].endswith("Cost cap: stopped by it in 2 of 3 runs, after 27-34 evaluations.")

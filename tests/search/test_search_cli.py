@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from experiments import benchmark_search
+from experiments import benchmark_search, fit_evaluation_cost
 from experiments import search as search_cli
 from tf_todm.models.elastic_space import SearchSpace, SubnetConfig
 from tf_todm.search.cost_model import AnalyticCostModel
@@ -274,3 +274,35 @@ def test_benchmark_rescores_both_picks_on_held_out_data(tmp_path, capsys):
     assert data["search_at_least_as_good_heldout"] == int(row["search_at_least_as_good_heldout"])
     assert data["heldout_manifest"] == heldout
     assert "on held-out data search >= random in" in capsys.readouterr().out
+
+
+def test_evaluation_cost_fit_recovers_a_known_cost_and_predicts_the_time_ratio(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+
+    def side(n, seconds_per_eval=0.9, seconds_per_block=0.5, noise=0.0):
+        blocks = rng.integers(2, 7, size=n)
+        seconds = seconds_per_eval * n + seconds_per_block * blocks.sum()
+        return {"evaluated": [{"config": {"num_blocks": int(b)}, "params": 1000 * int(b) + 7} for b in blocks],
+                "evaluation_time_s": float(seconds * (1 + noise))}
+
+    rows = [{"budget": f"b{i}", "seed": i, "search": side(30 + i), "random": side(50)} for i in range(4)]
+    bench, out = tmp_path / "bench.json", tmp_path / "fit.json"
+    bench.write_text(json.dumps({"rows": rows}))
+    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--output_json={out}"]) == 0
+    result = json.loads(out.read_text())
+    assert result["fit"]["seconds_per_evaluation"] == pytest.approx(0.9)
+    assert result["fit"]["seconds_per_block"] == pytest.approx(0.5)
+    assert result["fit"]["overhead_blocks"] == pytest.approx(1.8) and result["fit"]["r2"] == pytest.approx(1.0)
+    for row, r in zip(result["rows"], rows):  # exact model: the predicted ratio is the measured one
+        assert row["model_ratio"] == pytest.approx(r["search"]["evaluation_time_s"] / r["random"]["evaluation_time_s"])
+    assert result["max_ratio_error"] < 1e-9 and "R^2 1.000" in capsys.readouterr().out
+    # a noisy side shows up as error; rows without evaluated subnets are refused by name
+    rows[0]["search"] = side(30, noise=0.2)
+    bench.write_text(json.dumps({"rows": rows}))
+    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--output_json={out}"]) == 0
+    assert json.loads(out.read_text())["fit"]["max_relative_error"] > 0.05
+    del rows[1]["random"]["evaluated"]
+    bench.write_text(json.dumps({"rows": rows}))
+    capsys.readouterr()
+    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--output_json={out}"]) == 1
+    assert "row b1/1 stores no evaluated subnets" in capsys.readouterr().err
