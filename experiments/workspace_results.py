@@ -402,7 +402,8 @@ def search_real(runs: dict):
          "--seeds=6,7,8 --predictor_stratify_depth "
          "--out=artifacts/search_bench/heldout_predictor_i16r3p6_depth_seeds678.json; with the cost cap: that "
          "with --seeds=9,10,11 --predictor_cost_cap=0.75 "
-         "--out=artifacts/search_bench/heldout_predictor_depth_cap075_seeds91011.json")
+         "--out=artifacts/search_bench/heldout_predictor_depth_cap075_seeds91011.json, and that with "
+         "--seeds=12,13,14 --out=artifacts/search_bench/heldout_predictor_depth_cap075_seeds121314.json")
 def search_heldout(runs: dict):
     rows = ["| run | budget | seed | search dev WER % | random dev WER % | search test WER % | random test WER % | "
             "search wall s | random wall s | time ratio | search >= random (dev) | search >= random (test) |",
@@ -436,7 +437,34 @@ def search_heldout(runs: dict):
     return rows + ["", "Search vs the best of 50 random feasible subnets, on the dev utterances both selected on "
                    "and on the test split (unseen voices and sentences, which neither selected on). Each "
                    "method's pick is its lowest whole-dev WER (a screened search's: over its finalists)."] + \
-        [""] + summary
+        [""] + summary + pooled_by_setting(runs)
+
+
+def pooled_by_setting(runs: dict) -> list[str]:
+    """One line per search setting that several run files share (same predictor and screening
+    settings, other seeds): runs won on dev and test, runs faster, and per budget the mean WER gap
+    (random minus search, points; positive favours the search)."""
+    groups: dict = {}
+    for name, d in sorted(runs.items()):
+        key = json.dumps([d.get("predictor"), d.get("screen_dev_batches"), d.get("finalists")], sort_keys=True)
+        groups.setdefault(key, []).append((name, d))
+    lines = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        rows = [r for _, d in members for r in d["rows"]]
+        gaps = []
+        for budget in dict.fromkeys(r["budget"] for r in rows):
+            mine = [r for r in rows if r["budget"] == budget]
+            dev = 100 * sum(r["random"]["best_wer"] - r["search"]["best_wer"] for r in mine) / len(mine)
+            test = 100 * sum(r["random"]["heldout_wer"] - r["search"]["heldout_wer"] for r in mine) / len(mine)
+            gaps.append(f"{budget} {dev:+.2f} / {test:+.2f}")
+        lines.append(f"- pooled {' + '.join(n for n, _ in members)} (same setting): at least as good in "
+                     f"**{sum(bool(r['search_at_least_as_good']) for r in rows)} of {len(rows)}** on dev, "
+                     f"**{sum(bool(r['search_at_least_as_good_heldout']) for r in rows)} of {len(rows)}** on test; "
+                     f"faster in **{sum(r['time_ratio_search_over_random'] < 1.0 for r in rows)} of {len(rows)}**; "
+                     f"mean WER gap per budget, dev / test points (positive: search better): " + ", ".join(gaps) + ".")
+    return lines
 
 
 @section("Evaluation cost model of the predictor search's cost cap (demo supernet, benchmark sides)",

@@ -184,6 +184,7 @@ def test_search_heldout_counts_dev_and_test_verdicts_separately():
                                "heldout_y": {"rows": [row("mcu", 0.78, 0.79, 0.73, 0.72, ratio=1.05)]}})
     assert lines[2].startswith("| heldout_x | mcu | 0 | 80.0 | 79.0 | 70.0 | 72.0 | 50 | 100 | 0.50 | False | True |")
     # one verdict line per run file (one method each), not pooled across methods
+    lines = [line for line in lines if not line.startswith("- pooled")]  # both files lack a setting
     assert lines[-2] == ("- heldout_x: at least as good in **1 of 2** runs on dev, **1 of 2** on test; "
                          "faster in **2 of 2** (time ratio 0.50-0.50).")
     assert lines[-1] == ("- heldout_y: at least as good in **1 of 1** runs on dev, **0 of 1** on test; "
@@ -201,3 +202,23 @@ def test_search_heldout_reports_the_cost_cap():
 
     lines = wr.search_heldout({"heldout_cap": {"rows": [row(34, False), row(27, True), row(29, True)]}})
     assert lines[-1].endswith("Cost cap: stopped by it in 2 of 3 runs, after 27-34 evaluations.")
+
+
+def test_search_heldout_pools_run_files_of_one_setting():
+    def row(budget, s_dev, r_dev, s_test, r_test, ratio):
+        return {"budget": budget, "seed": 0, "time_ratio_search_over_random": ratio,
+                "search": {"best_wer": s_dev, "heldout_wer": s_test, "wall_time_s": 50.0},
+                "random": {"best_wer": r_dev, "heldout_wer": r_test, "wall_time_s": 100.0},
+                "search_at_least_as_good": s_dev <= r_dev, "search_at_least_as_good_heldout": s_test <= r_test}
+
+    setting = {"initial": 16, "cost_cap": 0.75}
+    runs = {"heldout_a": {"predictor": setting, "rows": [row("mcu", 0.80, 0.81, 0.70, 0.72, 0.5),
+                                                         row("phone", 0.60, 0.61, 0.50, 0.49, 0.9)]},
+            "heldout_b": {"predictor": dict(setting), "rows": [row("mcu", 0.79, 0.78, 0.73, 0.72, 1.1)]},
+            "heldout_other": {"predictor": None, "rows": [row("mcu", 0.5, 0.9, 0.5, 0.9, 0.1)]}}
+    lines = wr.search_heldout(runs)
+    pooled = [line for line in lines if line.startswith("- pooled")]
+    # mcu dev gaps +1 and -1 points -> 0.00; test +2 and -1 -> +0.50; phone +1 / -1
+    assert pooled == ["- pooled heldout_a + heldout_b (same setting): at least as good in **2 of 3** on dev, "
+                      "**1 of 3** on test; faster in **2 of 3**; mean WER gap per budget, dev / test points "
+                      "(positive: search better): mcu +0.00 / +0.50, phone +1.00 / -1.00."]
