@@ -1,6 +1,6 @@
 """Fits the evaluation-cost model of the predictor search's cost cap to measured benchmark times.
 
-`python -m experiments.fit_evaluation_cost --bench_json=A.json,B.json --output_json=fit.json`
+`python -m experiments.fit_evaluation_cost --bench_json=A.json,B.json --cost_fit_json=fit.json`
 
 Each benchmark side (search or random, one row of `benchmark_search` with stored evaluated subnets)
 gives one point: its evaluator time in seconds against its number of evaluations n and its total
@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 
 _BENCH_JSON = flags.DEFINE_list("bench_json", None, "benchmark_search JSON files with evaluated subnets.")
-_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Result JSON path.")
+_COST_FIT_JSON = flags.DEFINE_string("cost_fit_json", None, "Result JSON path.")
 
 
 def side_point(side: dict) -> tuple[float, float, float, float]:
@@ -54,8 +54,8 @@ def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 1
-    if not _BENCH_JSON.value or not _OUTPUT_JSON.value:
-        print("error: --bench_json and --output_json are required", file=sys.stderr)
+    if not _BENCH_JSON.value or not _COST_FIT_JSON.value:
+        print("error: --bench_json and --cost_fit_json are required", file=sys.stderr)
         return 1
     rows = []
     for path in _BENCH_JSON.value:
@@ -75,7 +75,7 @@ def main(argv):
                         "model_ratio": model_ratio})
     errors = [abs(r["model_ratio"] - r["measured_ratio"]) for r in per_row]
     result = {"fit": fit, "rows": per_row, "max_ratio_error": max(errors), "mean_ratio_error": float(np.mean(errors))}
-    with open(_OUTPUT_JSON.value, "w") as f:
+    with open(_COST_FIT_JSON.value, "w") as f:
         json.dump(result, f, indent=1)
     print(f"time = {fit['seconds_per_evaluation']:.3f} s * evaluations + {fit['seconds_per_block']:.3f} s * blocks "
           f"(overhead {fit['overhead_blocks']:.2f} blocks), R^2 {fit['r2']:.3f}, largest error "

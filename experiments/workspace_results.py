@@ -471,7 +471,7 @@ def pooled_by_setting(runs: dict) -> list[str]:
          "search_bench/evaluation_cost_fit.json",
          "python -m experiments.fit_evaluation_cost --bench_json=artifacts/search_bench/"
          "heldout_predictor_i16r3p6_seeds345.json,artifacts/search_bench/heldout_predictor_i16r3p6_depth_seeds678.json "
-         "--output_json=artifacts/search_bench/evaluation_cost_fit.json")
+         "--cost_fit_json=artifacts/search_bench/evaluation_cost_fit.json")
 def evaluation_cost_fit(d):
     f = d["fit"]
     return ["| points | s per evaluation | s per encoder block | overhead (blocks) | R^2 | largest error | "

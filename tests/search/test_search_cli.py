@@ -288,7 +288,7 @@ def test_evaluation_cost_fit_recovers_a_known_cost_and_predicts_the_time_ratio(t
     rows = [{"budget": f"b{i}", "seed": i, "search": side(30 + i), "random": side(50)} for i in range(4)]
     bench, out = tmp_path / "bench.json", tmp_path / "fit.json"
     bench.write_text(json.dumps({"rows": rows}))
-    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--output_json={out}"]) == 0
+    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--cost_fit_json={out}"]) == 0
     result = json.loads(out.read_text())
     assert result["fit"]["seconds_per_evaluation"] == pytest.approx(0.9)
     assert result["fit"]["seconds_per_block"] == pytest.approx(0.5)
@@ -299,10 +299,10 @@ def test_evaluation_cost_fit_recovers_a_known_cost_and_predicts_the_time_ratio(t
     # a noisy side shows up as error; rows without evaluated subnets are refused by name
     rows[0]["search"] = side(30, noise=0.2)
     bench.write_text(json.dumps({"rows": rows}))
-    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--output_json={out}"]) == 0
+    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--cost_fit_json={out}"]) == 0
     assert json.loads(out.read_text())["fit"]["max_relative_error"] > 0.05
     del rows[1]["random"]["evaluated"]
     bench.write_text(json.dumps({"rows": rows}))
     capsys.readouterr()
-    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--output_json={out}"]) == 1
+    assert _run(fit_evaluation_cost, [f"--bench_json={bench}", f"--cost_fit_json={out}"]) == 1
     assert "row b1/1 stores no evaluated subnets" in capsys.readouterr().err
