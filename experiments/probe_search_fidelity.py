@@ -40,15 +40,10 @@ _VIEWS = flags.DEFINE_list("views", ["2:8", "2:2", "3:4", "7:2"],
 def sample_in_budget(space, costs_fn, budget, count: int, rng, max_draws: int = 100_000) -> list:
     """`count` distinct feasible random subnets of `budget` (uniform rejection sampling, as
     `random_search` draws them)."""
-    subnets, keys = [], set()
-    for _ in range(max_draws):
-        if len(subnets) == count:
-            break
-        candidate = space.sample(rng)
-        if candidate.key() not in keys and budget.is_feasible(costs_fn(candidate)):
-            subnets.append(candidate)
-            keys.add(candidate.key())
-    return subnets
+    from tf_todm.search.evolution import Scorer
+    from tf_todm.search.predictor_search import draw_feasible
+
+    return draw_feasible(space, rng, Scorer(None, costs_fn, budget, None, None), count, max_draws, set())
 
 
 def score_views(views: dict, subnets: list) -> dict:

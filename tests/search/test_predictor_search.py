@@ -176,3 +176,18 @@ def test_cost_cap_stops_the_search_early_on_a_prefix_of_its_uncapped_history():
     assert roomy.history == free.history and not roomy.predictor["cost"]["stopped_by_cap"]
     with pytest.raises(ValueError, match="cost_cap >= 0"):
         predictor_search(space, ToyWerEvaluator(space), costs, budget, cost_cap=-1.0)
+
+
+def test_uniform_draw_feasible_draws_what_random_search_evaluates():
+    from tf_todm.search.evolution import Scorer, random_search
+    from tf_todm.search.predictor_search import draw_feasible
+
+    space = toy_space()
+    costs = AnalyticCostModel(toy_model_config())
+    lo, hi = costs(space.smallest()).params, costs(space.largest()).params
+    budget = Budget("mid", max_params=lo + (hi - lo) // 3)
+    for seed in (0, 7):
+        baseline = random_search(space, ToyWerEvaluator(space), costs, budget, num_samples=25, seed=seed)
+        drawn = draw_feasible(space, np.random.default_rng(seed), Scorer(None, costs, budget, None, None), 25,
+                              100_000, set())
+        assert [c.key() for c in drawn] == [e.config.key() for e in baseline.evaluated]

@@ -96,7 +96,7 @@ def reference_cost(space: SearchSpace, scorer: "Scorer", samples: int, seed: int
     rejections count."""
     rng = np.random.default_rng([seed, 1])
     totals = [sum(evaluation_cost(c, overhead_blocks)
-                  for c in _draw_feasible(space, rng, scorer, samples, 10_000 * samples, set()))
+                  for c in draw_feasible(space, rng, scorer, samples, 10_000 * samples, set()))
               for _ in range(repeats)]
     return float(np.mean(totals))
 
@@ -117,7 +117,7 @@ def feasible_depths(space: SearchSpace, scorer: Scorer) -> list[int]:
                 narrowest.predictor_dim, narrowest.joiner_dim)))]
 
 
-def _draw_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer, count: int,
+def draw_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer, count: int,
                    max_draws: int, exclude: set, depths: Optional[list[int]] = None) -> list[SubnetConfig]:
     """Up to `count` distinct random feasible configs whose keys are not in `exclude`.
 
@@ -212,13 +212,13 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
         return True
 
     depths = feasible_depths(space, scorer) if stratify_depth else None
-    first = _draw_feasible(space, rng, scorer, initial, 200 * initial, set(), depths)
+    first = draw_feasible(space, rng, scorer, initial, 200 * initial, set(), depths)
     if len(first) < 2 and space.smallest().key() not in {c.key() for c in first}:
         first.append(space.smallest())  # a budget (almost) only the smallest subnet meets
     for config in first:
         if not evaluate(config, "init"):
             break
-    pool_draws = _draw_feasible(space, rng, scorer, pool, 20 * pool, set(scorer.seen), depths)
+    pool_draws = draw_feasible(space, rng, scorer, pool, 20 * pool, set(scorer.seen), depths)
     candidates = {c.key(): c for c in pool_draws}
     predictor = WerPredictor(space, l2)
     for round_ in range(1, rounds + 1):
