@@ -29,25 +29,24 @@ def side_point(side: dict) -> tuple[float, float, float, float]:
         float(side["evaluation_time_s"]), float(sum(e.get("params", 0) for e in evaluated))
 
 
-def r2_of(design: np.ndarray, seconds: np.ndarray) -> float:
-    """R^2 of the no-intercept least-squares fit of `seconds` on the columns of `design`."""
+def least_squares(design: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(coefficients, predictions, R^2) of the no-intercept least-squares fit of `seconds` on the
+    columns of `design`."""
     coef, *_ = np.linalg.lstsq(design, seconds, rcond=None)
-    residual = seconds - design @ coef
-    return 1.0 - float(residual @ residual) / float(((seconds - seconds.mean()) ** 2).sum())
+    predicted = design @ coef
+    residual = seconds - predicted
+    return coef, predicted, 1.0 - float(residual @ residual) / float(((seconds - seconds.mean()) ** 2).sum())
 
 
 def fit_cost(points: np.ndarray) -> dict:
     """Least squares time = a * n + b * blocks over rows (n, blocks, seconds, params); returns the
     fit, and as "r2_params_instead" the R^2 of time = a * n + c * params (does width matter?)."""
-    design, seconds = points[:, :2], points[:, 2]
-    (a, b), *_ = np.linalg.lstsq(design, seconds, rcond=None)
-    predicted = design @ np.array([a, b])
-    residual = float(((seconds - predicted) ** 2).sum())
-    total = float(((seconds - seconds.mean()) ** 2).sum())
+    seconds = points[:, 2]
+    (a, b), predicted, r2 = least_squares(points[:, :2], seconds)
     return {"seconds_per_evaluation": float(a), "seconds_per_block": float(b),
-            "overhead_blocks": float(a / b), "r2": 1.0 - residual / total,
+            "overhead_blocks": float(a / b), "r2": r2,
             "max_relative_error": float(np.max(np.abs(predicted - seconds) / seconds)), "points": len(points),
-            "r2_params_instead": r2_of(points[:, [0, 3]], seconds)}
+            "r2_params_instead": least_squares(points[:, [0, 3]], seconds)[2]}
 
 
 def main(argv):

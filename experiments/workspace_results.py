@@ -412,16 +412,13 @@ def search_heldout(runs: dict):
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for name, d in sorted(runs.items()):
-        dev_wins = test_wins = faster = 0
         for r in d["rows"]:
             s_, q = r["search"], r["random"]
-            faster += r["time_ratio_search_over_random"] < 1.0
-            dev_wins += bool(r["search_at_least_as_good"])
-            test_wins += bool(r["search_at_least_as_good_heldout"])
             rows.append(f"| {name} | {r['budget']} | {r['seed']} | {pct(s_['best_wer'])} | {pct(q['best_wer'])} | "
                         f"{pct(s_['heldout_wer'])} | {pct(q['heldout_wer'])} | {s_['wall_time_s']:.0f} | "
                         f"{q['wall_time_s']:.0f} | {r['time_ratio_search_over_random']:.2f} | "
                         f"{r['search_at_least_as_good']} | {r['search_at_least_as_good_heldout']} |")
+        dev_wins, test_wins, faster = verdict_counts(d["rows"])
         ratios = [r["time_ratio_search_over_random"] for r in d["rows"]]
         summary.append(f"- {name}: at least as good in **{dev_wins} of {len(d['rows'])}** runs on dev, "
                        f"**{test_wins} of {len(d['rows'])}** on test; faster in **{faster} of {len(d['rows'])}** "
@@ -440,6 +437,14 @@ def search_heldout(runs: dict):
                    "and on the test split (unseen voices and sentences, which neither selected on). Each "
                    "method's pick is its lowest whole-dev WER (a screened search's: over its finalists)."] + \
         [""] + summary + pooled_by_setting(runs)
+
+
+def verdict_counts(rows: list[dict]) -> tuple[int, int, int]:
+    """Benchmark rows in which the search was at least as good on dev, on the held-out split, and
+    faster than random."""
+    return (sum(bool(r["search_at_least_as_good"]) for r in rows),
+            sum(bool(r["search_at_least_as_good_heldout"]) for r in rows),
+            sum(r["time_ratio_search_over_random"] < 1.0 for r in rows))
 
 
 def pooled_by_setting(runs: dict) -> list[str]:
@@ -461,10 +466,10 @@ def pooled_by_setting(runs: dict) -> list[str]:
             dev = 100 * sum(r["random"]["best_wer"] - r["search"]["best_wer"] for r in mine) / len(mine)
             test = 100 * sum(r["random"]["heldout_wer"] - r["search"]["heldout_wer"] for r in mine) / len(mine)
             gaps.append(f"{budget} {dev:+.2f} / {test:+.2f}")
+        dev_wins, test_wins, faster = verdict_counts(rows)
         lines.append(f"- pooled {' + '.join(n for n, _ in members)} (same setting): at least as good in "
-                     f"**{sum(bool(r['search_at_least_as_good']) for r in rows)} of {len(rows)}** on dev, "
-                     f"**{sum(bool(r['search_at_least_as_good_heldout']) for r in rows)} of {len(rows)}** on test; "
-                     f"faster in **{sum(r['time_ratio_search_over_random'] < 1.0 for r in rows)} of {len(rows)}**; "
+                     f"**{dev_wins} of {len(rows)}** on dev, **{test_wins} of {len(rows)}** on test; "
+                     f"faster in **{faster} of {len(rows)}**; "
                      f"mean WER gap per budget, dev / test points (positive: search better): " + ", ".join(gaps) + ".")
     return lines
 
