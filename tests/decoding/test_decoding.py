@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
-from tf_todm.decoding import beam_search, ctc_greedy_decode, greedy_decode
+from tf_todm.decoding import ShallowFusion, TokenNgramLM, beam_search, ctc_greedy_decode, greedy_decode
 from tf_todm.models import Transducer, encode_subnet
 from tf_todm.models.testing import tiny_batch, tiny_config, tiny_space
 
@@ -69,14 +69,12 @@ def test_beam_one_equals_greedy_one_symbol(model_and_enc):
                                                                          max_symbols_per_frame=1)
 
 
-def test_unpruned_beam_equals_brute_force(model_and_enc):
-    """With a beam wide enough to never prune, modified beam search returns the token sequence with
-    the largest total probability over one-symbol-per-frame alignments (brute force over V^2)."""
-    model, enc, _ = model_and_enc
-    frames, vocab = 2, model.config.vocab_size
+def brute_force_totals(model, enc, frames):
+    """log of the total probability of every token sequence over one-symbol-per-frame alignments
+    of the first `frames` frames of utterance 0 (brute force over V^frames alignments)."""
+    vocab = model.config.vocab_size
     enc = enc[:1, :frames]
-    totals = {}
-    lattices = {}
+    totals, lattices = {}, {}
     for alignment in itertools.product(range(vocab), repeat=frames):
         tokens = tuple(k for k in alignment if k != BLANK_ID)
         if tokens not in lattices:
@@ -88,8 +86,33 @@ def test_unpruned_beam_equals_brute_force(model_and_enc):
             logp += lattices[tokens][t, u, k]
             u += k != BLANK_ID
         totals[tokens] = np.logaddexp(totals.get(tokens, -np.inf), logp)
+    return totals
+
+
+def test_unpruned_beam_equals_brute_force(model_and_enc):
+    """With a beam wide enough to never prune, modified beam search returns the token sequence with
+    the largest total probability over one-symbol-per-frame alignments (brute force over V^2)."""
+    model, enc, _ = model_and_enc
+    frames, vocab = 2, model.config.vocab_size
+    totals = brute_force_totals(model, enc, frames)
     best = max(totals, key=totals.get)
-    assert beam_search(model, enc, [frames], beam=vocab ** frames) == [list(best)]
+    assert beam_search(model, enc[:1, :frames], [frames], beam=vocab ** frames) == [list(best)]
+
+
+def test_unpruned_beam_with_lm_fusion_equals_brute_force(model_and_enc):
+    """Shallow fusion: the unpruned beam's pick maximises log P_transducer(y) + w log P_LM(y, end)
+    + bonus |y| over every sequence y (brute force), and the LM changes the pick here."""
+    model, enc, _ = model_and_enc
+    frames, vocab = 3, model.config.vocab_size
+    totals = brute_force_totals(model, enc, frames)
+    lm_corpus = [[k] for k in range(1, vocab) if (k,) != max(totals, key=totals.get)[:1]] * 3 + [[1, 2, 3]]
+    lm = TokenNgramLM.fit(lm_corpus, vocab_size=vocab, order=2)
+    weight, bonus = 2.0, 0.3
+    fused = {y: p + weight * lm.sequence_log_prob(list(y)) + bonus * len(y) for y, p in totals.items()}
+    best = max(fused, key=fused.get)
+    assert best != max(totals, key=totals.get)
+    fusion = ShallowFusion(lm, weight, bonus)
+    assert beam_search(model, enc[:1, :frames], [frames], beam=vocab ** frames, fusion=fusion) == [list(best)]
 
 
 def test_ctc_greedy_decode():

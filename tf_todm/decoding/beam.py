@@ -39,7 +39,25 @@ def _concat(states):
     return tf.nest.map_structure(lambda *xs: tf.concat(xs, 0), *states)
 
 
-def _beam_one(steps: _Steps, enc_proj: np.ndarray, beam: int) -> list[int]:
+class ShallowFusion:
+    """Adds `weight` * log p_LM(token | tokens so far) + `length_bonus` to every non-blank
+    extension and `weight` * log p_LM(end | tokens) to every final hypothesis. `lm` is a
+    `tf_todm.decoding.token_ngram.TokenNgramLM` (or anything with its `log_probs`/`end`)."""
+
+    def __init__(self, lm, weight: float, length_bonus: float = 0.0):
+        self.lm, self.weight, self.length_bonus = lm, float(weight), float(length_bonus)
+
+    def extension_scores(self, seq: tuple) -> np.ndarray:
+        """[V] float64 added to the transducer's log-probabilities after `seq` (blank gets 0)."""
+        scores = self.weight * self.lm.log_probs(seq)[:self.lm.end] + self.length_bonus
+        scores[BLANK_ID] = 0.0
+        return scores
+
+    def end_score(self, seq: tuple) -> float:
+        return self.weight * float(self.lm.log_probs(seq)[self.lm.end])
+
+
+def _beam_one(steps: _Steps, enc_proj: np.ndarray, beam: int, fusion: ShallowFusion | None = None) -> list[int]:
     """enc_proj [T', J] of one utterance (valid frames only)."""
     proj, state = steps.predict([BLANK_ID], steps.model.predictor.init_state(1))
     # hyp: token tuple -> (log prob, predictor state (batch 1), predictor projection [J])
@@ -47,6 +65,8 @@ def _beam_one(steps: _Steps, enc_proj: np.ndarray, beam: int) -> list[int]:
     for t in range(enc_proj.shape[0]):
         keys = list(hyps)
         logp = steps.join(enc_proj[t], np.stack([hyps[k][2] for k in keys]))  # (N, V)
+        if fusion is not None:
+            logp = logp + np.stack([fusion.extension_scores(k) for k in keys])
         scores = np.array([hyps[k][0] for k in keys])[:, None] + logp
         best = [divmod(int(index), scores.shape[1])
                 for index in np.argsort(-scores, axis=None, kind="stable")[:beam]]
@@ -70,17 +90,22 @@ def _beam_one(steps: _Steps, enc_proj: np.ndarray, beam: int) -> list[int]:
                 state, proj = new_hyps[seq][1], new_hyps[seq][2]
             new_hyps[seq] = (total, state, proj)
         hyps = new_hyps
-    return list(max(hyps.items(), key=lambda kv: kv[1][0])[0])
+
+    def final(seq):
+        return hyps[seq][0] + (fusion.end_score(seq) if fusion is not None else 0.0)
+    return list(max(hyps, key=final))
 
 
-def beam_search(model, enc, enc_lengths, beam: int = 4, subnet=None) -> list[list[int]]:
+def beam_search(model, enc, enc_lengths, beam: int = 4, subnet=None,
+                fusion: ShallowFusion | None = None) -> list[list[int]]:
     """Modified beam search: per frame each hypothesis extends by blank or one token; the best
     `beam` (hypothesis, token) pairs survive, equal token sequences merge (log-add). Returns the
     highest-scoring token ids per utterance. With beam=1 it equals greedy search with
-    max_symbols_per_frame=1."""
+    max_symbols_per_frame=1. `fusion` (`ShallowFusion`) adds a token LM's scores to every
+    extension and its end-of-sentence score to the final ranking."""
     if beam < 1:
         raise ValueError(f"beam_search: beam={beam}, expected >= 1")
     enc_proj = model.joiner.project_encoder(tf.convert_to_tensor(enc), subnet).numpy()
     lengths = np.asarray(enc_lengths)
     steps = _Steps(model, subnet)
-    return [_beam_one(steps, enc_proj[b, :lengths[b]], beam) for b in range(enc_proj.shape[0])]
+    return [_beam_one(steps, enc_proj[b, :lengths[b]], beam, fusion) for b in range(enc_proj.shape[0])]
