@@ -65,6 +65,9 @@ _PREDICTOR_POOL = flags.DEFINE_integer("predictor_pool", 2000,
 _PREDICTOR_STRATIFY_DEPTH = flags.DEFINE_bool(
     "predictor_stratify_depth", False, "Draw the predictor search's initial subnets and pool depth "
     "first (uniform over the depths the budget allows), then widths.")
+_PREDICTOR_PER_POSITION = flags.DEFINE_boolean(
+    "predictor_per_position", False, "The predictor search's WER predictor uses one feature per block "
+    "position and width choice instead of counts over blocks (tf_todm.search.wer_predictor).")
 _PREDICTOR_COST_CAP = flags.DEFINE_float(
     "predictor_cost_cap", 0.0, "Stop the predictor search once its estimated evaluation cost (encoder "
     "blocks + a fixed overhead per subnet) would pass this fraction of what --predictor_cost_reference "
@@ -170,7 +173,8 @@ def predictor_settings() -> Optional[dict]:
         raise ValueError("--predictor_initial and --screen_dev_batches are two different searches; give one")
     return {"initial": _PREDICTOR_INITIAL.value, "rounds": _PREDICTOR_ROUNDS.value,
             "per_round": _PREDICTOR_PER_ROUND.value, "pool": _PREDICTOR_POOL.value,
-            "stratify_depth": _PREDICTOR_STRATIFY_DEPTH.value, "cost_cap": _PREDICTOR_COST_CAP.value,
+            "stratify_depth": _PREDICTOR_STRATIFY_DEPTH.value, "per_position": _PREDICTOR_PER_POSITION.value,
+            "cost_cap": _PREDICTOR_COST_CAP.value,
             "reference_samples": _PREDICTOR_COST_REFERENCE.value}
 
 

@@ -74,6 +74,19 @@ def test_predictor_search_finds_the_brute_force_optimum_in_few_evaluations(fract
     assert result.num_evaluations == evaluator.num_calls == 32 < len(feasible) / 4
 
 
+def test_per_position_predictor_search_shares_the_initial_draw_and_reports_its_features():
+    costs = AnalyticCostModel(CFG)
+    lo, hi = costs(SMALL_SPACE.smallest()).params, costs(SMALL_SPACE.largest()).params
+    budget = Budget("b", max_params=int(lo + 0.5 * (hi - lo)))
+    runs = {flag: predictor_search(SMALL_SPACE, ToyWerEvaluator(SMALL_SPACE), costs, budget, initial=12, rounds=2,
+                                   per_round=4, pool=300, seed=3, per_position=flag) for flag in (False, True)}
+    assert runs[True].history[:12] == runs[False].history[:12]  # same initial subnets; only the ranking differs
+    assert runs[True].predictor["per_position"] is True and runs[False].predictor["per_position"] is False
+    assert any(name.startswith("block 0 ") for name in runs[True].predictor["weights"])
+    assert not any(name.startswith("block 0 ") for name in runs[False].predictor["weights"])
+    assert runs[True].best_wer == min(e.wer for e in runs[True].evaluated)
+
+
 def test_impossible_budget_tight_budget_shared_cache_and_bad_arguments():
     costs = AnalyticCostModel(CFG)
     smallest = costs(SMALL_SPACE.smallest()).params

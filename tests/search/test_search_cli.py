@@ -123,7 +123,8 @@ def test_predictor_guided_search_from_the_cli(tmp_path, budgets_file, capsys):
     assert _run(search_cli, argv) == 0
     data = json.loads((out / "search.json").read_text())
     assert data["settings"]["predictor"] == {"initial": 8, "rounds": 2, "per_round": 3, "pool": 200,
-                                             "stratify_depth": False, "cost_cap": 0.0, "reference_samples": 50}
+                                             "stratify_depth": False, "per_position": False, "cost_cap": 0.0,
+                                             "reference_samples": 50}
     assert data["budgets"]["watch"]["num_evaluations"] == 8 + 2 * 3  # the first budget: no cache hits
     for name, limit in (("watch", 250000), ("phone", 450000)):
         chosen = data["budgets"][name]

@@ -35,6 +35,33 @@ def test_subnet_features_by_hand():
     assert len(names) == len(row) == 9
 
 
+def test_per_position_features_by_hand_and_their_sums_are_the_counts():
+    config = SubnetConfig(2, (24, 16), (2, 1), (8, 8), 4, 8)
+    names = feature_names(SPACE, per_position=True)
+    row = dict(zip(names, subnet_features(config, SPACE, per_position=True)))
+    assert len(names) == 1 + 2 + 3 * (2 + 1 + 1) + 2 == 17
+    assert {k: v for k, v in row.items() if v} == {
+        "intercept": 1.0, "num_blocks=2": 1.0, "block 0 ff_dims=24": 1.0, "block 1 ff_dims=16": 1.0,
+        "block 0 num_heads=2": 1.0, "block 0 conv_dims=8": 1.0, "block 1 conv_dims=8": 1.0, "joiner_dim=8": 1.0}
+    rng = np.random.default_rng(4)
+    for config in (SPACE.sample(rng) for _ in range(30)):  # summing positions gives the count features
+        counts = dict(zip(feature_names(SPACE), subnet_features(config, SPACE)))
+        positions = dict(zip(names, subnet_features(config, SPACE, per_position=True)))
+        for name, value in counts.items():
+            if name.startswith("blocks with "):
+                gene_choice = name[len("blocks with "):]
+                assert value == sum(v for k, v in positions.items() if k.endswith(" " + gene_choice))
+            else:
+                assert positions[name] == value
+    # a position-dependent surface: the predictor with position features recovers it, counts cannot
+    configs = list({c.key(): c for c in (SPACE.sample(rng) for _ in range(120))}.values())
+    wers = np.array([0.5 - 0.1 * (c.num_heads[0] == 2) + 0.05 * c.num_blocks for c in configs])
+    by_position = WerPredictor(SPACE, l2=1e-9, per_position=True).fit(configs, wers)
+    np.testing.assert_allclose(by_position.predict(configs), wers, atol=1e-6)
+    by_count = WerPredictor(SPACE, l2=1e-9).fit(configs, wers)
+    assert np.abs(by_count.predict(configs) - wers).max() > 0.02
+
+
 def test_fit_ridge_against_least_squares_references():
     rng = np.random.default_rng(0)
     x = np.column_stack([np.ones(20), rng.normal(size=(20, 4))])

@@ -152,7 +152,7 @@ def draw_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer, 
 def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn, budget: Budget, *,
                      initial: int = 16, rounds: int = 3, per_round: int = 6, pool: int = 2000,
                      parents: int = 3, l2: float = 1.0, stratify_depth: bool = False,
-                     cost_cap: float = 0.0, reference_samples: int = 50,
+                     per_position: bool = False, cost_cap: float = 0.0, reference_samples: int = 50,
                      overhead_blocks: float = EVALUATION_OVERHEAD_BLOCKS, seed: int = 0,
                      progress: bool = False, cache: Optional[dict] = None) -> SearchResult:
     """The lowest whole-dev-WER subnet within `budget` among `initial + rounds * per_round`
@@ -169,6 +169,8 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
       stratify_depth: draw the initial subnets and the pool depth first (uniform over the depths
         the budget allows), then widths; uniform draws under a tight budget rarely keep a deep
         narrow subnet, and a depth the predictor has barely seen is never proposed.
+      per_position: the predictor's per-block features are per block position rather than counts
+        over blocks (`wer_predictor.subnet_features`).
       cost_cap: 0 = no cap; else stop evaluating once the next subnet's `evaluation_cost` would take
         the total past `cost_cap * reference_cost(...)` (cache hits cost nothing).
       reference_samples: random subnets whose expected cost `cost_cap` is relative to.
@@ -220,7 +222,7 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
             break
     pool_draws = draw_feasible(space, rng, scorer, pool, 20 * pool, set(scorer.seen), depths)
     candidates = {c.key(): c for c in pool_draws}
-    predictor = WerPredictor(space, l2)
+    predictor = WerPredictor(space, l2, per_position)
     for round_ in range(1, rounds + 1):
         if capped[0]:
             break
@@ -256,7 +258,7 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
                         time.perf_counter() - start)
     evaluated = list(scorer.seen.values())
     configs, wers = [e.config for e in evaluated], np.array([e.wer for e in evaluated])
-    report: dict = {"l2": l2, "num_fitted": len(evaluated)}
+    report: dict = {"l2": l2, "num_fitted": len(evaluated), "per_position": per_position}
     if cost_cap:
         report["cost"] = {"cap": cap, "reference": reference, "spent": spent[0], "stopped_by_cap": capped[0]}
     if len(evaluated) >= 3:
@@ -264,7 +266,7 @@ def predictor_search(space: SearchSpace, evaluator: Evaluator, costs_fn: CostsFn
         report.update(leave_one_out_rank_correlation=rank_correlation(loo, wers),
                       leave_one_out_mean_abs_error=float(np.mean(np.abs(loo - wers))))
         predictor.fit(configs, wers)
-        report["weights"] = dict(zip(feature_names(space), map(float, predictor.weights)))
+        report["weights"] = dict(zip(feature_names(space, per_position), map(float, predictor.weights)))
     return SearchResult(budget=budget, best=best_evaluated(evaluated), history=history, evaluated=evaluated,
                         num_evaluations=scorer.num_evaluations, num_rejected=scorer.num_rejected,
                         wall_time_s=time.perf_counter() - start,

@@ -3,9 +3,10 @@ rank a budget's feasible subnets without evaluating them.
 
 Features (`subnet_features`, one row per subnet): an intercept; one indicator per depth choice above
 the smallest; for each per-block dimension (feed-forward width, heads, conv channels) and each of its
-choices above the smallest, the number of running blocks with that choice; one indicator per
-predictor / joiner choice above the smallest. The model is ridge regression on these features with
-an unpenalised intercept (`fit_ridge`).
+choices above the smallest, the number of running blocks with that choice (or, with `per_position`,
+one indicator per block position: block i runs with that choice); one indicator per predictor /
+joiner choice above the smallest. The model is ridge regression on these features with an
+unpenalised intercept (`fit_ridge`).
 
 Why linear in counts: inside one budget of the demo supernet a few genes carry most of the WER
 differences (the joiner width most); counts instead of per-position indicators keep the columns
@@ -27,22 +28,30 @@ _PER_BLOCK = (("ff_dims", "ff_dim_choices"), ("num_heads", "num_heads_choices"),
 _GLOBAL = (("predictor_dim", "predictor_dim_choices"), ("joiner_dim", "joiner_dim_choices"))
 
 
-def feature_names(space: SearchSpace) -> list[str]:
+def feature_names(space: SearchSpace, per_position: bool = False) -> list[str]:
     """Names of `subnet_features` columns, in order."""
     names = ["intercept"] + [f"num_blocks={n}" for n in space.num_blocks_choices[1:]]
     for gene, choices in _PER_BLOCK:
-        names += [f"blocks with {gene}={v}" for v in getattr(space, choices)[1:]]
+        if per_position:
+            names += [f"block {i} {gene}={v}" for i in range(max(space.num_blocks_choices))
+                      for v in getattr(space, choices)[1:]]
+        else:
+            names += [f"blocks with {gene}={v}" for v in getattr(space, choices)[1:]]
     for gene, choices in _GLOBAL:
         names += [f"{gene}={v}" for v in getattr(space, choices)[1:]]
     return names
 
 
-def subnet_features(config: SubnetConfig, space: SearchSpace) -> np.ndarray:
-    """[F] float64 feature row of `config` (columns named by `feature_names(space)`)."""
+def subnet_features(config: SubnetConfig, space: SearchSpace, per_position: bool = False) -> np.ndarray:
+    """[F] float64 feature row of `config` (columns named by `feature_names(space, per_position)`)."""
     row = [1.0] + [float(config.num_blocks == n) for n in space.num_blocks_choices[1:]]
     for gene, choices in _PER_BLOCK:
         values = getattr(config, gene)
-        row += [float(sum(v == choice for v in values)) for choice in getattr(space, choices)[1:]]
+        if per_position:
+            row += [float(i < len(values) and values[i] == choice) for i in range(max(space.num_blocks_choices))
+                    for choice in getattr(space, choices)[1:]]
+        else:
+            row += [float(sum(v == choice for v in values)) for choice in getattr(space, choices)[1:]]
     for gene, choices in _GLOBAL:
         row += [float(getattr(config, gene) == choice) for choice in getattr(space, choices)[1:]]
     return np.asarray(row, dtype=np.float64)
@@ -74,14 +83,14 @@ def rank_correlation(a, b) -> float:
 class WerPredictor:
     """Ridge regression of WER on `subnet_features` over one search space."""
 
-    def __init__(self, space: SearchSpace, l2: float = 1.0):
+    def __init__(self, space: SearchSpace, l2: float = 1.0, per_position: bool = False):
         if l2 <= 0:
             raise ValueError(f"WerPredictor: l2 must be > 0, got {l2}")
-        self.space, self.l2 = space, float(l2)
+        self.space, self.l2, self.per_position = space, float(l2), bool(per_position)
         self.weights: np.ndarray | None = None
 
     def features(self, configs: Sequence[SubnetConfig]) -> np.ndarray:
-        return np.stack([subnet_features(c, self.space) for c in configs])
+        return np.stack([subnet_features(c, self.space, self.per_position) for c in configs])
 
     def fit(self, configs: Sequence[SubnetConfig], wers: Sequence[float]) -> "WerPredictor":
         if len(configs) < 2:
