@@ -108,6 +108,28 @@ section("Issue 3 follow-up: the same 45 minutes with speed perturbation (+-10%) 
         )(single_model)
 
 
+def lm_fusion_tuning(d):
+    """Rows of an `experiments.tune_lm_fusion` result: the LM's dev cross-entropy per order, then
+    dev WER per setting (greedy, beam, fused grid) per domain, and the chosen setting."""
+    domains = list(d["rows"][0]["domains"])
+    rows = ["LM cross-entropy on the whole dev split (nats per token, end of sentence included; "
+            "fitted on the training transcripts):", "",
+            "| order | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
+    for order, per_domain in sorted(d["lm_dev_nats_per_token"].items(), key=lambda kv: int(kv[0])):
+        rows.append(f"| {order} | " + " | ".join(f"{per_domain[dom]:.3f}" for dom in domains) + " |")
+    rows += ["", f"Dev WER on {d['num_utterances']} dev utterances (every k-th of the split), "
+             f"{d['lm_order']}-gram token LM:", "",
+             "| decoding | beam | LM weight | length bonus | WER % | " +
+             " | ".join(f"{dom} %" for dom in domains) + " |",
+             "|---|---|---|---|---|" + "---|" * len(domains)]
+    best = d["best"]
+    for r in d["rows"]:
+        mark = " **(chosen)**" if (r["weight"], r["length_bonus"]) == (best["weight"], best["length_bonus"]) else ""
+        rows.append(f"| {r['kind']}{mark} | {r['beam_size']} | {r['weight']:g} | {r['length_bonus']:g} | "
+                    f"{pct(r['wer'])} | " + " | ".join(pct(r["domains"][dom]["wer"]) for dom in domains) + " |")
+    return rows
+
+
 def speaker_rows(d) -> list[str]:
     """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
     speakers = d.get("speakers") or {}
@@ -256,6 +278,14 @@ def dev_wer_curve(d):
         rows.append(f"| {name} | " + " | ".join(pct(curve[s]) if s in curve else "" for s in steps) + " |")
     return rows + ["", "Each cell is the evaluation inside that 600-step window (the last one is the final "
                    "evaluation at the step the 45 minutes ran out)."]
+
+
+section("Issue-3 runs: SpecAugment switched on from epoch 3 (after the blank plateau; stopped at step 3900) vs "
+        "the same run without it (a rerun of the 8-h run above), dev WER during training",
+        "compare/single_45min_specaug3_dev_wer.json",
+        "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h,artifacts/single_45min_8h_specaug3 "
+        "--names=corpus8h,corpus8h_specaug_from_epoch3 --tags=dev_wer/model --window=600 "
+        "--output_json=artifacts/compare/single_45min_specaug3_dev_wer.json")(dev_wer_curve)
 
 
 @section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",
@@ -453,7 +483,9 @@ def pooled_by_setting(runs: dict) -> list[str]:
     (random minus search, points; positive favours the search)."""
     groups: dict = {}
     for name, d in sorted(runs.items()):
-        key = json.dumps([d.get("predictor"), d.get("screen_dev_batches"), d.get("finalists")], sort_keys=True)
+        predictor = {k: v for k, v in (d.get("predictor") or {}).items()
+                     if not (k == "per_position" and v is False)} or d.get("predictor")  # runs before the flag
+        key = json.dumps([predictor, d.get("screen_dev_batches"), d.get("finalists")], sort_keys=True)
         groups.setdefault(key, []).append((name, d))
     lines = []
     for members in groups.values():

@@ -222,3 +222,34 @@ def test_search_heldout_pools_run_files_of_one_setting():
     assert pooled == ["- pooled heldout_a + heldout_b (same setting): at least as good in **2 of 3** on dev, "
                       "**1 of 3** on test; faster in **2 of 3**; mean WER gap per budget, dev / test points "
                       "(positive: search better): mcu +0.00 / +0.50, phone +1.00 / -1.00."]
+
+
+def test_search_heldout_pools_runs_before_the_per_position_flag_with_counts_runs():
+    def row(ratio):
+        return {"budget": "mcu", "seed": 0, "time_ratio_search_over_random": ratio,
+                "search": {"best_wer": 0.8, "heldout_wer": 0.7, "wall_time_s": 50.0},
+                "random": {"best_wer": 0.8, "heldout_wer": 0.7, "wall_time_s": 100.0},
+                "search_at_least_as_good": True, "search_at_least_as_good_heldout": True}
+
+    runs = {"old": {"predictor": {"initial": 16}, "rows": [row(0.5)]},
+            "new_counts": {"predictor": {"initial": 16, "per_position": False}, "rows": [row(0.6)]},
+            "new_positions": {"predictor": {"initial": 16, "per_position": True}, "rows": [row(0.7)]}}
+    pooled = [line for line in wr.search_heldout(runs) if line.startswith("- pooled")]
+    assert len(pooled) == 1 and pooled[0].startswith("- pooled new_counts + old (same setting)")
+
+
+def test_lm_fusion_tuning_table_marks_the_chosen_setting():
+    def row(kind, beam, weight, bonus, wer):
+        return {"kind": kind, "beam_size": beam, "weight": weight, "length_bonus": bonus, "wer": wer,
+                "domains": {"command": {"wer": wer - 0.1}, "open": {"wer": wer + 0.1}}}
+
+    rows = [row("greedy", 1, 0.0, 0.0, 0.6), row("beam", 4, 0.0, 0.0, 0.58), row("fused", 4, 0.4, 0.5, 0.5),
+            row("fused", 4, 0.8, 0.5, 0.52)]
+    d = {"lm_dev_nats_per_token": {"2": {"command": 2.5, "open": 2.9}, "10": {"command": 0.7, "open": 2.0}},
+         "num_utterances": 200, "lm_order": 6, "rows": rows, "best": rows[2]}
+    lines = wr.lm_fusion_tuning(d)
+    assert lines[2:6] == ["| order | command | open |", "|---|---|---|", "| 2 | 2.500 | 2.900 |",
+                          "| 10 | 0.700 | 2.000 |"]
+    assert "| fused **(chosen)** | 4 | 0.4 | 0.5 | 50.0 | 40.0 | 60.0 |" in lines
+    assert "| fused | 4 | 0.8 | 0.5 | 52.0 | 42.0 | 62.0 |" in lines
+    assert "| greedy | 1 | 0 | 0 | 60.0 | 50.0 | 70.0 |" in lines
