@@ -5,7 +5,8 @@
 
 Loads the run's newest checkpoint (`tf_todm.training.restore.load_trained_model`; `--subnet` picks
 a subnet of a supernet run) and its tokenizer, decodes every utterance greedily (or with
-`--beam_size` > 1), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
+`--beam_size` > 1, optionally fused with a token n-gram LM fitted on `--lm_train_manifest`'s
+transcripts: `--lm_weight`, `--lm_length_bonus`, tuned on dev by `experiments.tune_lm_fusion`), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
 {domain: {"wer", "cer", "num_utterances"}} (the manifest's `domain` field), per speaker the same
 plus its per-domain split (the `speaker` / `voice` field: on the default corpus, which TTS voices
 limit the number), and every hypothesis with its domain and speaker. This is the number issue 3's
@@ -34,10 +35,18 @@ flags.DEFINE_string("calibration_manifest", None,
                     "whose first 128 utterances re-estimate the subnet's statistics (as the search does).",
                     allow_override=True)
 flags.DEFINE_integer("batch_size", 16, "Utterances per decoding batch.")
+flags.DEFINE_string("lm_train_manifest", None, "JSONL manifest whose transcripts fit the fusion LM (the "
+                    "training split; never dev or test). Needed when --lm_weight != 0.", allow_override=True)
+flags.DEFINE_integer("lm_order", 6, "Order of the fusion LM (token n-gram, interpolated Kneser-Ney).",
+                     allow_override=True)
+flags.DEFINE_float("lm_weight", 0.0, "Shallow-fusion LM weight (0 = no LM; needs --beam_size > 1).",
+                   allow_override=True)
+flags.DEFINE_float("lm_length_bonus", 0.0, "Score added per emitted token when fusing an LM.",
+                   allow_override=True)
 flags.DEFINE_integer("max_utterances", 0, "Decode only the first N utterances (0 = all).")
 
 
-def decode_utterances(model, tokenizer, utterances, batch_size: int, beam_size: int = 1):
+def decode_utterances(model, tokenizer, utterances, batch_size: int, beam_size: int = 1, fusion=None):
     """[(reference, hypothesis)] for `utterances` (any order; references come from the batches)."""
     import tensorflow as tf
     from tf_todm.data.pipeline import make_dataset
@@ -48,7 +57,7 @@ def decode_utterances(model, tokenizer, utterances, batch_size: int, beam_size: 
     def decode_ids(batch):
         enc, enc_lengths = encode(batch["features"], batch["feature_lengths"])
         if beam_size > 1:
-            return beam_search(model, enc, enc_lengths, beam=beam_size)
+            return beam_search(model, enc, enc_lengths, beam=beam_size, fusion=fusion)
         return greedy_decode(model, enc, enc_lengths)
     batches = make_dataset(list(utterances), tokenizer, batch_size=batch_size, training=False)
     return list(zip(*transcribe(batches, tokenizer, decode_ids)))
@@ -61,14 +70,33 @@ def score(pairs) -> dict:
             "num_utterances": len(pairs)}
 
 
+def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: float, length_bonus: float,
+               beam_size: int):
+    """The `ShallowFusion` of a token LM fitted on `lm_train_manifest`'s transcripts, or None when
+    `weight` is 0. Raises ValueError naming the flag when the settings cannot work."""
+    if weight == 0.0:
+        return None
+    if beam_size < 2:
+        raise ValueError(f"--lm_weight={weight} needs beam search (--beam_size > 1), got --beam_size={beam_size}")
+    if not lm_train_manifest:
+        raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM)")
+    from tf_todm.data.manifest import read_manifest
+    from tf_todm.decoding import ShallowFusion, fit_token_lm
+    lm = fit_token_lm([u.text for u in read_manifest(lm_train_manifest)], tokenizer, order)
+    return ShallowFusion(lm, weight, length_bonus)
+
+
 def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, batch_size: int = 16,
-                 max_utterances: int = 0, calibration_manifest: Optional[str] = None) -> dict:
+                 max_utterances: int = 0, calibration_manifest: Optional[str] = None,
+                 lm_train_manifest: Optional[str] = None, lm_order: int = 6, lm_weight: float = 0.0,
+                 lm_length_bonus: float = 0.0) -> dict:
     from tf_todm.data.manifest import read_manifest
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
     utterances = read_manifest(manifest)
     if max_utterances:
         utterances = utterances[:max_utterances]
     tokenizer = load_run_tokenizer(run_dir)
+    fusion = fusion_for(tokenizer, lm_train_manifest, lm_order, lm_weight, lm_length_bonus, beam_size)
     calibration = None
     if subnet is not None and calibration_manifest:
         from tf_todm.models.batch_norm_calibration import calibration_batches
@@ -79,10 +107,13 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
         groups[(u.domain or "all", u.speaker)].append(u)
     result = {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
               "beam_size": beam_size, "domains": {}, "speakers": {}, "hypotheses": []}
+    if fusion is not None:
+        result["lm"] = {"train_manifest": os.path.abspath(lm_train_manifest), "order": lm_order,
+                        "weight": lm_weight, "length_bonus": lm_length_bonus}
     decoded = {}  # (domain, speaker) -> [(reference, hypothesis)]
     start, done = time.perf_counter(), 0
     for index, ((domain, speaker), utts) in enumerate(sorted(groups.items())):
-        decoded[(domain, speaker)] = pairs = decode_utterances(model, tokenizer, utts, batch_size, beam_size)
+        decoded[(domain, speaker)] = pairs = decode_utterances(model, tokenizer, utts, batch_size, beam_size, fusion)
         done += len(utts)
         rate = done / (time.perf_counter() - start)
         logging.info("decoded %d/%d utterances (group %d/%d: %s %s) | %.1f utt/s | ETA %.0f s", done,
@@ -121,7 +152,8 @@ def main(argv):
             text = open(FLAGS.subnet).read() if os.path.isfile(FLAGS.subnet) else FLAGS.subnet
             subnet = SubnetConfig.from_dict(json.loads(text))
         result = evaluate_run(FLAGS.run_dir, FLAGS.manifest, subnet, FLAGS.beam_size, FLAGS.batch_size,
-                              FLAGS.max_utterances, FLAGS.calibration_manifest)
+                              FLAGS.max_utterances, FLAGS.calibration_manifest, FLAGS.lm_train_manifest,
+                              FLAGS.lm_order, FLAGS.lm_weight, FLAGS.lm_length_bonus)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

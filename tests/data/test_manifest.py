@@ -90,3 +90,25 @@ def test_read_manifest_records_the_source_line(tmp_path):
     assert second == Utterance(str(tmp_path / "b.wav"), 1.0, "two")
     assert "source" not in second.to_manifest_dict(str(tmp_path))
     assert Utterance("/x.wav", 1.0, "t").source == ""
+
+
+def test_spread_subset_takes_every_kth_in_order():
+    from tf_todm.data.manifest import spread_subset
+    items = list(range(10))
+    assert spread_subset(items, 5) == [0, 2, 4, 6, 8]
+    assert spread_subset(items, 3) == [0, 3, 6]
+    assert spread_subset(items, 0) == items and spread_subset(items, 20) == items
+
+
+def test_spread_subset_by_group_keeps_the_mix_of_an_alternating_list():
+    from tf_todm.data.manifest import spread_subset
+    items = [("command" if i % 2 == 0 else "open", i) for i in range(799)]
+    strided = sum(d == "command" for d, _ in spread_subset(items, 200))
+    assert min(strided, 200 - strided) < 10  # a plain stride of ~4 aliases with the alternation
+    subset = spread_subset(items, 200, key=lambda item: item[0])
+    assert len(subset) == 200 and subset == sorted(subset, key=lambda item: item[1])
+    assert sum(d == "command" for d, _ in subset) == 100
+    groups = [("a", i) for i in range(10)] + [("b", i) for i in range(5)] + [("c", i) for i in range(5)]
+    subset = spread_subset(groups, 5, key=lambda item: item[0])  # shares 2.5, 1.25, 1.25
+    assert len(subset) == 5 and len(set(subset)) == 5
+    assert sum(g == "a" for g, _ in subset) in (2, 3)

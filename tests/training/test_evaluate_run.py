@@ -2,38 +2,17 @@
 with jiwer over the hypotheses it wrote, every test utterance is decoded once, bad input is one line."""
 import json
 import os
-import subprocess
-import sys
 
 import jiwer
 import pytest
 
 from tf_todm.data.manifest import read_manifest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _run(args, timeout=600):
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"))
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_corpus, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    proc = _run(["experiments.train_single", "--flagfile=experiments/flags/supernet_tiny.cfg",
-                 f"--out_dir={out}", f"--train_manifest={tiny_corpus['train_manifest']}",
-                 f"--dev_manifest={tiny_corpus['dev_manifest']}", f"--tokenizer={tiny_corpus['tokenizer_path']}",
-                 "--model=num_blocks=1", "--train=max_steps=2", "--train=eval_every_steps=0"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
-def test_per_domain_wer_matches_jiwer_over_written_hypotheses(tiny_run, tiny_corpus, tmp_path):
+def test_per_domain_wer_matches_jiwer_over_written_hypotheses(run_module, tiny_run, tiny_corpus, tmp_path):
     out = tmp_path / "eval.json"
     manifest = tiny_corpus["dev_manifest"]
-    proc = _run(["experiments.evaluate_run", f"--run_dir={tiny_run}", f"--manifest={manifest}",
-                 f"--output_json={out}"])
+    proc = run_module(["experiments.evaluate_run", f"--run_dir={tiny_run}", f"--manifest={manifest}",
+                       f"--output_json={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     utterances = read_manifest(manifest)
@@ -64,10 +43,36 @@ def test_per_domain_wer_matches_jiwer_over_written_hypotheses(tiny_run, tiny_cor
     assert "speaker" in proc.stdout
 
 
-def test_missing_run_folder_is_one_line_exit_1(tmp_path, tiny_corpus):
-    proc = _run(["experiments.evaluate_run", f"--run_dir={tmp_path / 'nope'}",
+def test_missing_run_folder_is_one_line_exit_1(run_module, tmp_path, tiny_corpus):
+    proc = run_module(["experiments.evaluate_run", f"--run_dir={tmp_path / 'nope'}",
                  f"--manifest={tiny_corpus['dev_manifest']}"], timeout=300)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "nope" in last, proc.stderr[-2000:]
+
+
+def test_lm_fusion_run_records_its_lm_and_scores_like_jiwer(run_module, tiny_run, tiny_corpus, tmp_path):
+    out = tmp_path / "eval_lm.json"
+    proc = run_module(["experiments.evaluate_run", f"--run_dir={tiny_run}", f"--manifest={tiny_corpus['dev_manifest']}",
+                 f"--output_json={out}", "--beam_size=2", "--lm_weight=0.5", "--lm_length_bonus=0.2",
+                 f"--lm_train_manifest={tiny_corpus['train_manifest']}", "--max_utterances=4"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["lm"]["weight"] == 0.5 and result["lm"]["length_bonus"] == 0.2 and result["lm"]["order"] == 6
+    assert result["lm"]["train_manifest"] == os.path.abspath(tiny_corpus["train_manifest"])
+    assert result["num_utterances"] == 4
+    assert result["wer"] == pytest.approx(jiwer.wer([h["reference"] for h in result["hypotheses"]],
+                                                    [h["hypothesis"] for h in result["hypotheses"]]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lm_weight=0.5", "--beam_size=1"], "needs beam search"),
+    (["--lm_weight=0.5", "--beam_size=2"], "needs --lm_train_manifest"),
+])
+def test_lm_fusion_bad_flags_are_one_line_exit_1(run_module, tiny_run, tiny_corpus, args, message):
+    proc = run_module(["experiments.evaluate_run", f"--run_dir={tiny_run}",
+                 f"--manifest={tiny_corpus['dev_manifest']}", *args], timeout=300)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, proc.stderr[-2000:]

@@ -98,3 +98,27 @@ def write_manifest(path: str, utterances: Iterable[Utterance]) -> None:
         for u in utterances:
             f.write(json.dumps(u.to_manifest_dict(base_dir), ensure_ascii=False) + "\n")
     os.replace(tmp, path)
+
+
+def spread_subset(items: list, n: int, key=None) -> list:
+    """n of `items` in their order (all of them when n is 0 or >= len). Without `key`, every
+    len/n-th item. With `key` (e.g. an utterance's (domain, speaker)), stratified: each group gets
+    its share of n (largest remainders), taken every k-th inside the group, so the subset keeps the
+    groups' mix even when the list alternates between groups (a stride would alias with that)."""
+    if not n or n >= len(items):
+        return list(items)
+    if key is None:
+        stride = len(items) / n
+        return [items[int(i * stride)] for i in range(n)]
+    groups: dict = {}
+    for index, item in enumerate(items):
+        groups.setdefault(key(item), []).append(index)
+    shares = {g: n * len(members) / len(items) for g, members in groups.items()}
+    counts = {g: int(share) for g, share in shares.items()}
+    for g in sorted(shares, key=lambda g: (counts[g] - shares[g], str(g)))[:n - sum(counts.values())]:
+        counts[g] += 1
+    chosen = []
+    for g, members in groups.items():
+        stride = len(members) / counts[g] if counts[g] else 0
+        chosen += [members[int(i * stride)] for i in range(counts[g])]
+    return [items[i] for i in sorted(chosen)]
