@@ -130,6 +130,22 @@ def lm_fusion_tuning(d):
     return rows
 
 
+section("Issue 3 decoding: LM shallow fusion tuned on dev (the 8-h run above, 6-gram token LM fitted on the "
+        "training transcripts)", "single_45min_8h/lm_fusion_dev.json",
+        "python -m experiments.tune_lm_fusion --run_dir=artifacts/single_45min_8h "
+        "--manifest=artifacts/corpus_8h/dev.jsonl --lm_train_manifest=artifacts/corpus_8h/train.jsonl "
+        "--beam_size=4 --max_utterances=200 --lm_weights=0.3,0.5,0.7,0.9 --lm_length_bonuses=0.3,0.7,1.1,1.5 "
+        "--tune_json=artifacts/single_45min_8h/lm_fusion_dev.json"
+        )(lambda d: lm_fusion_tuning(d) + ["", "Plot: `artifacts/single_45min_8h/lm_fusion_dev.png`."])
+
+
+section("Issue 3 decoding: beam search (4) without LM, test split of the 8-h corpus",
+        "single_45min_8h/eval_test_beam4.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h "
+        "--manifest=artifacts/corpus_8h/test.jsonl --beam_size=4 "
+        "--output_json=artifacts/single_45min_8h/eval_test_beam4.json")(single_model)
+
+
 def speaker_rows(d) -> list[str]:
     """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
     speakers = d.get("speakers") or {}
