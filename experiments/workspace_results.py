@@ -117,7 +117,7 @@ def lm_fusion_tuning(d):
             "| order | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
     for order, per_domain in sorted(d["lm_dev_nats_per_token"].items(), key=lambda kv: int(kv[0])):
         rows.append(f"| {order} | " + " | ".join(f"{per_domain[dom]:.3f}" for dom in domains) + " |")
-    rows += ["", f"Dev WER on {d['num_utterances']} dev utterances (every k-th of the split), "
+    rows += ["", f"Dev WER on {d['num_utterances']} dev utterances (stratified by domain and voice), "
              f"{d['lm_order']}-gram token LM:", "",
              "| decoding | beam | LM weight | length bonus | WER % | " +
              " | ".join(f"{dom} %" for dom in domains) + " |",
@@ -144,6 +144,14 @@ section("Issue 3 decoding: beam search (4) without LM, test split of the 8-h cor
         "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h "
         "--manifest=artifacts/corpus_8h/test.jsonl --beam_size=4 "
         "--output_json=artifacts/single_45min_8h/eval_test_beam4.json")(single_model)
+
+
+section("Issue 3 decoding: beam search (4) + 6-gram token LM, weight 0.7 and length bonus 1.5 as chosen on dev, "
+        "test split of the 8-h corpus", "single_45min_8h/eval_test_beam4_lm.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h "
+        "--manifest=artifacts/corpus_8h/test.jsonl --beam_size=4 --lm_train_manifest=artifacts/corpus_8h/train.jsonl "
+        "--lm_weight=0.7 --lm_length_bonus=1.5 --output_json=artifacts/single_45min_8h/eval_test_beam4_lm.json"
+        )(single_model)
 
 
 def speaker_rows(d) -> list[str]:
