@@ -138,6 +138,17 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
     return result
 
 
+def default_output(run_dir: str, manifest: str, prefix: str) -> str:
+    """<run_dir>/<prefix>_<manifest file stem>.json"""
+    return os.path.join(run_dir, f"{prefix}_{os.path.splitext(os.path.basename(manifest))[0]}.json")
+
+
+def write_result(result: dict, path: str) -> str:
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    return path
+
+
 def main(argv):
     del argv
     from tf_todm.data.manifest import ManifestError
@@ -157,10 +168,7 @@ def main(argv):
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    name = os.path.splitext(os.path.basename(FLAGS.manifest))[0]
-    out = FLAGS.output_json or os.path.join(FLAGS.run_dir, f"eval_{name}.json")
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
+    out = write_result(result, FLAGS.output_json or default_output(FLAGS.run_dir, FLAGS.manifest, "eval"))
     print(f"{'domain':<14} {'utts':>5} {'WER':>7} {'CER':>7}")
     for domain, r in result["domains"].items():
         print(f"{domain:<14} {r['num_utterances']:>5} {100 * r['wer']:6.1f}% {100 * r['cer']:6.1f}%")

@@ -15,7 +15,6 @@ next to it. Apply the chosen setting to the test split with `experiments.evaluat
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -145,10 +144,8 @@ def main(argv):
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    name = os.path.splitext(os.path.basename(FLAGS.manifest))[0]
-    out = FLAGS.tune_json or os.path.join(FLAGS.run_dir, f"lm_fusion_{name}.json")
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1)
+    out = evaluation.write_result(result, FLAGS.tune_json or
+                                  evaluation.default_output(FLAGS.run_dir, FLAGS.manifest, "lm_fusion"))
     plot_grid(result["rows"], os.path.splitext(out)[0] + ".png",
               f"dev WER, {result['num_utterances']} utterances, beam {result['rows'][1]['beam_size']}, "
               f"{result['lm_order']}-gram token LM")
