@@ -64,49 +64,43 @@ def plot_grid(rows, path: str, title: str) -> None:
     plt.close(fig)
 
 
-def lm_cross_entropy(texts_by_domain: dict, tokenizer, train_texts, orders) -> dict:
-    """{order: {domain: nats per token}} of token LMs fitted on `train_texts`, on each domain's
-    texts (end-of-sentence counted as a token)."""
-    from tf_todm.decoding import fit_token_lm
-    result = {}
-    for order in orders:
-        lm = fit_token_lm(train_texts, tokenizer, order)
-        result[order] = {}
-        for domain, texts in sorted(texts_by_domain.items()):
-            ids = tokenizer.encode(texts)
-            total = sum(lm.sequence_log_prob(seq) for seq in ids)
-            result[order][domain] = -total / sum(len(seq) + 1 for seq in ids)
-    return result
+def lm_cross_entropy(lms: dict, tokenizer, texts_by_domain: dict) -> dict:
+    """{order: {domain: nats per token}} of the token LMs `lms` ({order: TokenNgramLM}) on each
+    domain's texts (end-of-sentence counted as a token)."""
+    ids_by_domain = {domain: tokenizer.encode(texts) for domain, texts in sorted(texts_by_domain.items())}
+    return {order: {domain: -sum(lm.sequence_log_prob(seq) for seq in ids) / sum(len(seq) + 1 for seq in ids)
+                    for domain, ids in ids_by_domain.items()}
+            for order, lm in sorted(lms.items())}
 
 
 def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, beam_size: int = 4,
          lm_order: int = 6, max_utterances: int = 200, batch_size: int = 16) -> dict:
     from tf_todm.data.manifest import read_manifest, spread_subset
+    from tf_todm.decoding import ShallowFusion, fit_token_lm
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
     if beam_size < 2:
         raise ValueError(f"--beam_size={beam_size}: LM fusion needs beam search (>= 2)")
     every_dev = read_manifest(manifest)
-    utterances = spread_subset(every_dev, max_utterances, key=lambda u: (u.domain, u.speaker))
-    tokenizer = load_run_tokenizer(run_dir)
-    by_domain = {}
+    texts_by_domain, utterances_by_domain = {}, {}
     for u in every_dev:
-        by_domain.setdefault(u.domain or "all", []).append(u.text)
-    cross_entropy = lm_cross_entropy(by_domain, tokenizer, [u.text for u in read_manifest(lm_train_manifest)],
-                                     sorted({2, 4, lm_order, 8}))
+        texts_by_domain.setdefault(u.domain or "all", []).append(u.text)
+    for u in spread_subset(every_dev, max_utterances, key=lambda u: (u.domain, u.speaker)):
+        utterances_by_domain.setdefault(u.domain or "all", []).append(u)
+    tokenizer = load_run_tokenizer(run_dir)
+    train_texts = [u.text for u in read_manifest(lm_train_manifest)]
+    lms = {order: fit_token_lm(train_texts, tokenizer, order) for order in sorted({2, 4, lm_order, 8})}
+    cross_entropy = lm_cross_entropy(lms, tokenizer, texts_by_domain)
     model = load_trained_model(run_dir)
     settings = [("greedy", 1, 0.0, 0.0), ("beam", beam_size, 0.0, 0.0)]
     settings += [("fused", beam_size, float(w), float(b)) for w in weights for b in bonuses]
-    from tf_todm.decoding import ShallowFusion
-    lm = evaluation.fusion_for(tokenizer, lm_train_manifest, lm_order, 1.0, 0.0, beam_size).lm
     rows, start = [], time.perf_counter()
     for index, (kind, beam, weight, bonus) in enumerate(settings):
-        fusion = ShallowFusion(lm, weight, bonus) if weight > 0 else None
-        pairs = evaluation.decode_utterances(model, tokenizer, utterances, batch_size, beam, fusion)
-        by_domain = {}
-        for u, pair in zip(utterances, sorted_like(pairs, utterances)):
-            by_domain.setdefault(u.domain or "all", []).append(pair)
-        row = dict(kind=kind, beam_size=beam, weight=weight, length_bonus=bonus, **evaluation.score(pairs),
-                   domains={d: evaluation.score(p) for d, p in sorted(by_domain.items())})
+        fusion = ShallowFusion(lms[lm_order], weight, bonus) if weight > 0 else None
+        pairs_by_domain = {domain: evaluation.decode_utterances(model, tokenizer, utts, batch_size, beam, fusion)
+                           for domain, utts in sorted(utterances_by_domain.items())}
+        row = dict(kind=kind, beam_size=beam, weight=weight, length_bonus=bonus,
+                   **evaluation.score([pair for pairs in pairs_by_domain.values() for pair in pairs]),
+                   domains={domain: evaluation.score(pairs) for domain, pairs in pairs_by_domain.items()})
         rows.append(row)
         elapsed = time.perf_counter() - start
         logging.info("%d/%d %s beam=%d weight=%.2f bonus=%.2f: dev WER %.1f%% | %.0f s per setting | ETA %.0f s",
@@ -114,17 +108,8 @@ def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, 
                      elapsed / (index + 1), elapsed / (index + 1) * (len(settings) - index - 1))
     return {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
             "lm_train_manifest": os.path.abspath(lm_train_manifest), "lm_order": lm_order,
-            "num_utterances": len(utterances), "lm_dev_nats_per_token": cross_entropy, "rows": rows, "best": best_setting(rows),
-            "seconds": time.perf_counter() - start}
-
-
-def sorted_like(pairs, utterances):
-    """`pairs` (reference, hypothesis) in batch order, re-ordered to follow `utterances` (matching
-    references; equal texts keep their relative order)."""
-    queue = {}
-    for pair in pairs:
-        queue.setdefault(pair[0], []).append(pair)
-    return [queue[u.text].pop(0) for u in utterances]
+            "num_utterances": sum(map(len, utterances_by_domain.values())), "lm_dev_nats_per_token": cross_entropy,
+            "rows": rows, "best": best_setting(rows), "seconds": time.perf_counter() - start}
 
 
 def main(argv):

@@ -51,7 +51,8 @@ class TokenNgramLM:
         # tables[k-1]: context (tuple, len k-1) -> (words int array, counts float array, total, types)
         self._tables = tables
         self.discounts = [float(d) for d in discounts]
-        self._cache: dict = {}
+        self._cache: dict = {}  # context -> probabilities
+        self._log_cache: dict = {}  # context -> log-probabilities (read once per hypothesis and frame)
 
     @classmethod
     def fit(cls, sequences: Iterable[Sequence[int]], vocab_size: int, order: int = 4) -> "TokenNgramLM":
@@ -119,9 +120,14 @@ class TokenNgramLM:
         return padded[-n:]
 
     def log_probs(self, history: Sequence[int]) -> np.ndarray:
-        """log p(. | history), float64 [vocab_size + 1]; blank -inf, end-of-sentence last."""
-        with np.errstate(divide="ignore"):
-            return np.log(self._probs(self.context(history)))
+        """log p(. | history), float64 [vocab_size + 1]; blank -inf, end-of-sentence last. The
+        returned array is cached: do not modify it."""
+        context = self.context(history)
+        logs = self._log_cache.get(context)
+        if logs is None:
+            with np.errstate(divide="ignore"):
+                logs = self._log_cache[context] = np.log(self._probs(context))
+        return logs
 
     def sequence_log_prob(self, tokens: Sequence[int]) -> float:
         """log p(tokens, end) in nats."""

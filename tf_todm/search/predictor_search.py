@@ -118,7 +118,7 @@ def feasible_depths(space: SearchSpace, scorer: Scorer) -> list[int]:
 
 
 def draw_feasible(space: SearchSpace, rng: np.random.Generator, scorer: Scorer, count: int,
-                   max_draws: int, exclude: set, depths: Optional[list[int]] = None) -> list[SubnetConfig]:
+                  max_draws: int, exclude: set, depths: Optional[list[int]] = None) -> list[SubnetConfig]:
     """Up to `count` distinct random feasible configs whose keys are not in `exclude`.
 
     Uniform over the space (rejection sampling, at most `max_draws` draws), or with `depths`
