@@ -459,7 +459,9 @@ def search_real(runs: dict):
          "--out=artifacts/search_bench/heldout_predictor_i16r3p6_depth_seeds678.json; with the cost cap: that "
          "with --seeds=9,10,11 --predictor_cost_cap=0.75 "
          "--out=artifacts/search_bench/heldout_predictor_depth_cap075_seeds91011.json, and that with "
-         "--seeds=12,13,14 --out=artifacts/search_bench/heldout_predictor_depth_cap075_seeds121314.json")
+         "--seeds=12,13,14 --out=artifacts/search_bench/heldout_predictor_depth_cap075_seeds121314.json; "
+         "per-position predictor features: the seeds 9-11 capped run with --predictor_per_position "
+         "--out=artifacts/search_bench/heldout_predictor_depth_cap075_perpos_seeds91011.json")
 def search_heldout(runs: dict):
     rows = ["| run | budget | seed | search dev WER % | random dev WER % | search test WER % | random test WER % | "
             "search wall s | random wall s | time ratio | search >= random (dev) | search >= random (test) |",
