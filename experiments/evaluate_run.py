@@ -3,8 +3,8 @@
     python -m experiments.evaluate_run --run_dir=artifacts/single_45min \
         --manifest=artifacts/corpus/test.jsonl --output_json=artifacts/single_45min/test_eval.json
 
-Loads the run's newest checkpoint (`tf_todm.training.restore.load_trained_model`; `--subnet` picks
-a subnet of a supernet run) and its tokenizer, decodes every utterance greedily (or with
+Loads the run's newest checkpoint (`tf_todm.training.restore.load_trained_model`; `--average_last=N`
+averages the newest N; `--subnet` picks a subnet of a supernet run) and its tokenizer, decodes every utterance greedily (or with
 `--beam_size` > 1, optionally fused with a token n-gram LM fitted on `--lm_train_manifest`'s
 transcripts: `--lm_weight`, `--lm_length_bonus`, tuned on dev by `experiments.tune_lm_fusion`), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
 {domain: {"wer", "cer", "num_utterances"}} (the manifest's `domain` field), per speaker the same
@@ -44,6 +44,8 @@ flags.DEFINE_float("lm_weight", 0.0, "Shallow-fusion LM weight (0 = no LM; needs
 flags.DEFINE_float("lm_length_bonus", 0.0, "Score added per emitted token when fusing an LM.",
                    allow_override=True)
 flags.DEFINE_integer("max_utterances", 0, "Decode only the first N utterances (0 = all).")
+flags.DEFINE_integer("average_last", 1, "Decode the element-wise mean of the run's newest N checkpoints "
+                     "(1 = the newest checkpoint alone).", lower_bound=1)
 
 
 def decode_utterances(model, tokenizer, utterances, batch_size: int, beam_size: int = 1, fusion=None):
@@ -89,7 +91,7 @@ def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: 
 def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, batch_size: int = 16,
                  max_utterances: int = 0, calibration_manifest: Optional[str] = None,
                  lm_train_manifest: Optional[str] = None, lm_order: int = 6, lm_weight: float = 0.0,
-                 lm_length_bonus: float = 0.0) -> dict:
+                 lm_length_bonus: float = 0.0, average_last: int = 1) -> dict:
     from tf_todm.data.manifest import read_manifest
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
     utterances = read_manifest(manifest)
@@ -101,12 +103,12 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
     if subnet is not None and calibration_manifest:
         from tf_todm.models.batch_norm_calibration import calibration_batches
         calibration = calibration_batches(read_manifest(calibration_manifest), tokenizer)
-    model = load_trained_model(run_dir, subnet, calibration)
+    model = load_trained_model(run_dir, subnet, calibration, average_last=average_last)
     groups = collections.defaultdict(list)  # (domain, speaker) -> utterances
     for u in utterances:
         groups[(u.domain or "all", u.speaker)].append(u)
     result = {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
-              "beam_size": beam_size, "domains": {}, "speakers": {}, "hypotheses": []}
+              "beam_size": beam_size, "average_last": average_last, "domains": {}, "speakers": {}, "hypotheses": []}
     if fusion is not None:
         result["lm"] = {"train_manifest": os.path.abspath(lm_train_manifest), "order": lm_order,
                         "weight": lm_weight, "length_bonus": lm_length_bonus}
@@ -164,7 +166,7 @@ def main(argv):
             subnet = SubnetConfig.from_dict(json.loads(text))
         result = evaluate_run(FLAGS.run_dir, FLAGS.manifest, subnet, FLAGS.beam_size, FLAGS.batch_size,
                               FLAGS.max_utterances, FLAGS.calibration_manifest, FLAGS.lm_train_manifest,
-                              FLAGS.lm_order, FLAGS.lm_weight, FLAGS.lm_length_bonus)
+                              FLAGS.lm_order, FLAGS.lm_weight, FLAGS.lm_length_bonus, FLAGS.average_last)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

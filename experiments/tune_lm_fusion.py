@@ -74,7 +74,7 @@ def lm_cross_entropy(lms: dict, tokenizer, texts_by_domain: dict) -> dict:
 
 
 def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, beam_size: int = 4,
-         lm_order: int = 6, max_utterances: int = 200, batch_size: int = 16) -> dict:
+         lm_order: int = 6, max_utterances: int = 200, batch_size: int = 16, average_last: int = 1) -> dict:
     from tf_todm.data.manifest import read_manifest, spread_subset
     from tf_todm.decoding import ShallowFusion, fit_token_lm
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
@@ -90,7 +90,7 @@ def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, 
     train_texts = [u.text for u in read_manifest(lm_train_manifest)]
     lms = {order: fit_token_lm(train_texts, tokenizer, order) for order in sorted({2, 4, lm_order, 8})}
     cross_entropy = lm_cross_entropy(lms, tokenizer, texts_by_domain)
-    model = load_trained_model(run_dir)
+    model = load_trained_model(run_dir, average_last=average_last)
     settings = [("greedy", 1, 0.0, 0.0), ("beam", beam_size, 0.0, 0.0)]
     settings += [("fused", beam_size, float(w), float(b)) for w in weights for b in bonuses]
     rows, start = [], time.perf_counter()
@@ -107,7 +107,7 @@ def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, 
                      index + 1, len(settings), kind, beam, weight, bonus, 100 * row["wer"],
                      elapsed / (index + 1), elapsed / (index + 1) * (len(settings) - index - 1))
     return {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
-            "lm_train_manifest": os.path.abspath(lm_train_manifest), "lm_order": lm_order,
+            "lm_train_manifest": os.path.abspath(lm_train_manifest), "lm_order": lm_order, "average_last": average_last,
             "num_utterances": sum(map(len, utterances_by_domain.values())), "lm_dev_nats_per_token": cross_entropy,
             "rows": rows, "best": best_setting(rows), "seconds": time.perf_counter() - start}
 
@@ -125,7 +125,8 @@ def main(argv):
         if not weights or min(weights) <= 0:
             raise ValueError(f"--lm_weights={FLAGS.lm_weights}: expected weights > 0")
         result = tune(FLAGS.run_dir, FLAGS.manifest, FLAGS.lm_train_manifest, weights, bonuses,
-                      FLAGS.beam_size, FLAGS.lm_order, FLAGS.max_utterances, FLAGS.batch_size)
+                      FLAGS.beam_size, FLAGS.lm_order, FLAGS.max_utterances, FLAGS.batch_size,
+                      FLAGS.average_last)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -76,3 +76,10 @@ def test_lm_fusion_bad_flags_are_one_line_exit_1(run_module, tiny_run, tiny_corp
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, proc.stderr[-2000:]
+
+
+def test_averaging_more_checkpoints_than_the_run_kept_is_one_line_exit_1(run_module, tiny_run, tiny_corpus):
+    proc = run_module(["experiments.evaluate_run", f"--run_dir={tiny_run}",
+                       f"--manifest={tiny_corpus['dev_manifest']}", "--average_last=50"])
+    assert proc.returncode == 1
+    assert "cannot average the last 50" in proc.stderr and "Traceback" not in proc.stderr

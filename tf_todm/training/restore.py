@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from tf_todm.models.config import TransducerConfig
@@ -15,11 +17,52 @@ class RunFolderError(ValueError):
     """A run folder that cannot be loaded; the message names the file and what was expected."""
 
 
-def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None) -> Transducer:
+def average_weights(weight_lists: Sequence[Sequence[np.ndarray]]) -> list:
+    """Element-wise mean of N models' weights (each a list of arrays in the same order and shapes),
+    accumulated in float64 and cast back to each array's dtype. Integer arrays (counters) take the
+    last model's values: a mean of step counters means nothing."""
+    if not weight_lists:
+        raise ValueError("average_weights: no weights to average")
+    shapes = [[np.shape(w) for w in ws] for ws in weight_lists]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError("average_weights: the weight lists differ in number or shape of arrays")
+    averaged = []
+    for arrays in zip(*weight_lists):
+        last = np.asarray(arrays[-1])
+        if not np.issubdtype(last.dtype, np.floating):
+            averaged.append(last.copy())
+            continue
+        averaged.append(np.mean([np.asarray(a, np.float64) for a in arrays], axis=0).astype(last.dtype))
+    return averaged
+
+
+def run_checkpoints(run_dir: str) -> list:
+    """Checkpoint paths of a run folder's `ckpt/` index, oldest first."""
+    index = tf.train.get_checkpoint_state(os.path.join(run_dir, "ckpt"))
+    return list(index.all_model_checkpoint_paths) if index is not None else []
+
+
+def _read_checkpoint(model, path: str, config_path: str) -> None:
+    try:
+        status = tf.train.Checkpoint(model=model).read(path).expect_partial()  # Checkpointer writes
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        reason = " ".join(str(e).split())[:240]
+        raise RunFolderError(f"{path}: does not hold every weight of the model in {config_path}; expected a "
+                             f"checkpoint of the same config ({reason})") from None
+
+
+def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None,
+                       average_last: int = 1) -> Transducer:
     """The `Transducer` of a trainer run folder: `config.json["model"]` + the newest `ckpt/`,
     optionally extracted to `subnet_config` (a `SubnetConfig`). Refuses a checkpoint that does not
     hold every weight of the model (e.g. one written by another config) instead of leaving some
     weights randomly initialised.
+
+    `average_last` = N > 1 loads the element-wise mean of the newest N checkpoints of the index
+    (`average_weights`; BatchNorm statistics are averaged like every float weight), which smooths
+    the noise of the last optimizer steps; the run must have kept N
+    (`TrainConfig.max_checkpoints_to_keep`).
 
     A supernet with conv-module BatchNorm holds statistics pooled over the subnets it trained; a
     subnet needs its own, re-estimated from `calibration_batches` (training batches,
@@ -36,16 +79,23 @@ def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=Non
     if not isinstance(saved, dict) or "model" not in saved:
         raise RunFolderError(f"{path}: no 'model' entry (the TransducerConfig of the run)")
     model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
+    if average_last < 1:
+        raise RunFolderError(f"average_last={average_last}: expected >= 1 checkpoints to average")
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
     if latest is None:
         raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
-    try:
-        status = tf.train.Checkpoint(model=model).read(latest).expect_partial()  # Checkpointer writes
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        reason = " ".join(str(e).split())[:240]
-        raise RunFolderError(f"{latest}: does not hold every weight of the model in {path}; expected a "
-                             f"checkpoint of the same config ({reason})") from None
+    if average_last == 1:
+        _read_checkpoint(model, latest, path)
+    else:
+        kept = run_checkpoints(run_dir)
+        if len(kept) < average_last:
+            raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: holds {len(kept)} checkpoints, cannot "
+                                 f"average the last {average_last}")
+        weights = []
+        for checkpoint in kept[-average_last:]:
+            _read_checkpoint(model, checkpoint, path)
+            weights.append(model.get_weights())
+        model.set_weights(average_weights(weights))
     if subnet_config is not None:
         from tf_todm.export.extract import extract_subnet
         from tf_todm.models.batch_norm_calibration import has_batch_norm

@@ -1,0 +1,75 @@
+"""Checkpoint averaging in `load_trained_model(average_last=N)`, against a float64 numpy mean."""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_todm.models.testing import tiny_config
+from tf_todm.models.transducer import Transducer
+from tf_todm.training.checkpoints import Checkpointer, TrainState
+from tf_todm.training.restore import RunFolderError, average_weights, load_trained_model, run_checkpoints
+
+
+def _run_folder(tmp_path, num_checkpoints=3):
+    """A run folder whose Checkpointer saved `num_checkpoints` different weight sets; returns
+    (run_dir, [weights of each save])."""
+    config = tiny_config(conv_norm="batch")
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump({"model": config.to_dict()}, f)
+    model = Transducer(config, name="transducer")
+    state = TrainState()
+    saver = Checkpointer(str(tmp_path / "ckpt"), model, None, state, max_to_keep=num_checkpoints)
+    rng = np.random.default_rng(0)
+    saved = []
+    for step in range(num_checkpoints):
+        model.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in model.get_weights()])
+        state.step.assign(100 * (step + 1))
+        saver.save()
+        saved.append(model.get_weights())
+    return str(tmp_path), saved
+
+
+def test_average_weights_matches_float64_mean_and_keeps_integer_arrays_from_the_last():
+    rng = np.random.default_rng(1)
+    lists = [[rng.normal(size=(3, 2)).astype(np.float32), np.array([k, 7 * k], np.int64)] for k in range(4)]
+    averaged = average_weights(lists)
+    reference = np.mean(np.stack([np.asarray(l[0], np.float64) for l in lists]), axis=0)
+    assert averaged[0].dtype == np.float32
+    np.testing.assert_allclose(averaged[0], reference, rtol=1e-6)
+    np.testing.assert_array_equal(averaged[1], lists[-1][1])
+
+
+def test_average_weights_refuses_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        average_weights([[np.zeros(3, np.float32)], [np.zeros(4, np.float32)]])
+    with pytest.raises(ValueError, match="no weights"):
+        average_weights([])
+
+
+def test_load_trained_model_averages_the_newest_checkpoints(tmp_path):
+    run_dir, saved = _run_folder(tmp_path)
+    assert len(run_checkpoints(run_dir)) == 3
+    newest = load_trained_model(run_dir).get_weights()
+    for got, want in zip(newest, saved[-1]):
+        np.testing.assert_array_equal(got, want)
+    averaged = load_trained_model(run_dir, average_last=2).get_weights()
+    for got, a, b in zip(averaged, saved[-2], saved[-1]):
+        want = (np.asarray(a, np.float64) + np.asarray(b, np.float64)) / 2
+        np.testing.assert_allclose(got, want.astype(got.dtype), rtol=1e-6, atol=1e-7)
+    # the BatchNorm statistics (non-trainable floats) are averaged too
+    model = load_trained_model(run_dir, average_last=3)
+    moving = [v for v in model.non_trainable_variables if "moving_mean" in v.path]
+    assert moving, "the config has conv-module BatchNorm"
+    index = [w.path for w in model.weights].index(moving[0].path)
+    want = np.mean([np.asarray(s[index], np.float64) for s in saved], axis=0)
+    np.testing.assert_allclose(moving[0].numpy(), want, rtol=1e-6, atol=1e-7)
+
+
+def test_averaging_more_checkpoints_than_kept_names_the_folder_and_count(tmp_path):
+    run_dir, _ = _run_folder(tmp_path, num_checkpoints=2)
+    with pytest.raises(RunFolderError, match=r"ckpt: holds 2 checkpoints, cannot average the last 3"):
+        load_trained_model(run_dir, average_last=3)
+    with pytest.raises(RunFolderError, match="average_last=0"):
+        load_trained_model(run_dir, average_last=0)
