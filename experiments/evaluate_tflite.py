@@ -1,7 +1,11 @@
-"""On-device evaluation of an exported streaming .tflite in LiteRT (1 thread, greedy).
+"""On-device evaluation of an exported streaming .tflite in LiteRT (1 thread; greedy, or beam
+search with an optional token n-gram LM).
 
   python -m experiments.evaluate_tflite --model=DIR/asr.full_int8.tflite \
-      --manifest=data/default/test.jsonl --output_json=R.json [--max_utterances=200]
+      --manifest=data/default/test.jsonl --output_json=R.json [--max_utterances=200] \
+      [--beam_size=4 --lm_train_manifest=corpus/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5]
+
+The LM settings are the ones `experiments.tune_lm_fusion` picks on dev for the Keras model.
 
 Needs the sidecar DIR/asr.full_int8.json (and the front end / tokenizer it names). Writes R.json
 (WER, CER, per-domain WER, RTF, per-chunk latency median/p90, sizes, peak memory, hypotheses),
@@ -19,7 +23,26 @@ _MANIFEST = flags.DEFINE_string("manifest", None, "JSONL manifest to evaluate on
 _OUTPUT = flags.DEFINE_string("output_json", None, "Result JSON path.")
 _MAX = flags.DEFINE_integer("max_utterances", None, "Evaluate only the first N utterances.")
 _MEMORY = flags.DEFINE_bool("measure_memory", True, "Measure peak memory in a subprocess.")
-_UPDATE = flags.DEFINE_bool("update_sidecar", True, "Write the measured numbers into the sidecar.")
+_UPDATE = flags.DEFINE_bool("update_sidecar", True, "Write the measured numbers into the sidecar (greedy only).")
+_BEAM = flags.DEFINE_integer("beam_size", 1, "1 = greedy search; > 1 = beam search of this width.")
+_LM_MANIFEST = flags.DEFINE_string("lm_train_manifest", None, "JSONL manifest whose transcripts fit the "
+                                   "fusion LM (the training split; never dev or test).")
+_LM_ORDER = flags.DEFINE_integer("lm_order", 6, "Order of the fusion LM (token n-gram, interpolated Kneser-Ney).")
+_LM_WEIGHT = flags.DEFINE_float("lm_weight", 0.0, "Shallow-fusion LM weight (0 = no LM; needs --beam_size > 1).")
+_LM_BONUS = flags.DEFINE_float("lm_length_bonus", 0.0, "Score added per emitted token when fusing an LM.")
+
+
+def lm_spec() -> dict | None:
+    """The LM spec of the flags, or None; ValueError naming the flag when they cannot work."""
+    if _LM_WEIGHT.value == 0.0:
+        return None
+    if _BEAM.value < 2:
+        raise ValueError(f"--lm_weight={_LM_WEIGHT.value} needs beam search (--beam_size > 1), "
+                         f"got --beam_size={_BEAM.value}")
+    if not _LM_MANIFEST.value:
+        raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM)")
+    return {"train_manifest": _LM_MANIFEST.value, "order": _LM_ORDER.value, "weight": _LM_WEIGHT.value,
+            "length_bonus": _LM_BONUS.value}
 
 
 def main(argv):
@@ -33,16 +56,20 @@ def main(argv):
     if _MAX.value is not None and _MAX.value < 1:
         print(f"error: --max_utterances={_MAX.value}: expected >= 1", file=sys.stderr)
         return 1
+    if _BEAM.value < 1:
+        print(f"error: --beam_size={_BEAM.value}: expected >= 1", file=sys.stderr)
+        return 1
     try:
         from tf_todm.data.manifest import read_manifest
         from tf_todm.export.evaluate import evaluate_tflite
         from tf_todm.export.runtime import load_model_bytes
         from tf_todm.training.checkpoints import write_json_atomic
 
+        lm = lm_spec()
         load_model_bytes(_MODEL.value)  # not-a-model errors before reading audio
         utterances = read_manifest(_MANIFEST.value)
         result = evaluate_tflite(_MODEL.value, utterances, _MAX.value, measure_memory=_MEMORY.value,
-                                 update_sidecar=_UPDATE.value)
+                                 update_sidecar=_UPDATE.value, beam_size=_BEAM.value, lm=lm)
         result["manifest"] = _MANIFEST.value
         write_json_atomic(_OUTPUT.value, result)
     except ValueError as e:

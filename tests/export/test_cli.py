@@ -117,6 +117,12 @@ def test_evaluate_errors(tmp_path):
     manifest.write_text("")
     assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
                               f"--output_json={tmp_path}/r.json", "--max_utterances=0"), "--max_utterances=0")
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              f"--output_json={tmp_path}/r.json", "--lm_weight=0.5", "--lm_train_manifest=t.jsonl"),
+                          "--lm_weight=0.5 needs beam search")
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              f"--output_json={tmp_path}/r.json", "--lm_weight=0.5", "--beam_size=4"),
+                          "needs --lm_train_manifest")
 
 
 @pytest.mark.slow

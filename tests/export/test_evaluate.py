@@ -130,3 +130,25 @@ def test_needs_int16x8_only_when_full_int8_exceeds_the_ratio_of_float():
     assert not needs_int16x8({"float32": 0.20, "full_int8": 0.9}, 0.0)  # disabled
     assert not needs_int16x8({"float32": 0.20, "full_int8": 0.9, "int16x8": 0.2}, 1.05)  # already there
     assert not needs_int16x8({"dynamic_int8": 0.20, "full_int8": 0.9}, 1.05)  # no float reference
+
+
+def test_beam_search_with_lm_in_process_and_fresh_process_agree_and_leave_the_sidecar(exported, tmp_path):
+    root, out, _, _, utterances = exported
+    path = os.path.join(out, "m.float32.tflite")
+    lm_manifest = str(tmp_path / "lm_train.jsonl")
+    write_manifest(lm_manifest, [Utterance("unused.wav", 1.0, text, "s", "commands") for text in
+                                 ["turn off the lights", "set a timer for five minutes", "the lights are on"]])
+    lm = {"train_manifest": lm_manifest, "order": 3, "weight": 0.6, "length_bonus": 0.4}
+    side_before = open(os.path.join(out, "m.float32.json")).read()
+    here = evaluate.evaluate_tflite(path, utterances, measure_memory=False, beam_size=3, lm=lm)
+    assert here["beam_size"] == 3 and here["lm"] == lm
+    assert open(os.path.join(out, "m.float32.json")).read() == side_before  # greedy numbers stay
+    fresh = evaluate.evaluate_tflite_fresh_process(path, utterances, measure_memory=False, update_sidecar=False,
+                                                   beam_size=3, lm=lm)
+    assert fresh["hypotheses"] == here["hypotheses"] and fresh["lm"] == lm
+    with pytest.raises(evaluate.EvaluationError, match="LM fusion needs beam search"):
+        evaluate.evaluate_tflite(path, utterances, beam_size=1, lm=lm)
+    with pytest.raises(evaluate.EvaluationError, match="LM weight 0.0: expected > 0"):
+        evaluate.evaluate_tflite(path, utterances, beam_size=2, lm=dict(lm, weight=0.0))
+    with pytest.raises(evaluate.EvaluationError, match=r"missing \['order'\]"):
+        evaluate.evaluate_tflite(path, utterances, beam_size=2, lm={k: v for k, v in lm.items() if k != "order"})

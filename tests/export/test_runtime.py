@@ -203,3 +203,61 @@ def test_stripped_tensor_names_leave_signatures_and_outputs_unchanged(float_mode
         assert out_a.keys() == out_b.keys()
         for k in out_a:
             np.testing.assert_array_equal(out_a[k], out_b[k])
+
+
+@pytest.fixture(scope="module")
+def audio_model():
+    """A tiny LSTM-predictor transducer with the log-mel front end inside encoder_step (audio in),
+    its float32 .tflite, and real speech."""
+    import subprocess
+    from tf_todm.data.features import LogMelSpectrogram
+    tf.keras.utils.set_random_seed(1)
+    config = tiny_config(chunk_size=2, left_context=4, causal_conv=True, dropout=0.0)
+    module = streaming.StreamingTransducer(streaming.make_adapter(Transducer(config)),
+                                           frontend=LogMelSpectrogram(num_mel_bins=F, dft_as_matmul=True))
+    wav = subprocess.run(["espeak-ng", "--stdout", "-s", "170", "set a timer for ten minutes"],
+                         capture_output=True, check=True).stdout
+    raw = subprocess.run(["sox", "-t", "wav", "-", "-t", "raw", "-r", "16000", "-e", "floating-point", "-b", "32",
+                          "-c", "1", "-"], input=wav, capture_output=True, check=True).stdout
+    return module, convert.convert(module.signatures(), "float32"), np.frombuffer(raw, np.float32).copy()
+
+
+def test_litert_beam_search_with_lm_equals_keras_beam_search_on_the_same_frames(audio_model):
+    """On-device beam search (LiteRT predictor/joiner calls, one hypothesis each) picks the same
+    tokens as the Keras steps over the TF module's encoder frames, with and without LM fusion;
+    its per-step log-probabilities match the Keras joiner's."""
+    from tf_todm.decoding import BeamSearch, KerasSteps, ShallowFusion, TokenNgramLM
+    module, model_bytes, audio = audio_model
+    sidecar_dict = {"streaming": module.state_info(), "sample_rate_hz": 16000}
+    _, enc_frames = streaming.stream_module(module, audio)
+    keras_steps = KerasSteps(module.adapter.model)
+    lite_steps = runtime.LiteRTSteps(runtime.LiteRTModel(model_bytes), module.state_info()["predictor_states"])
+    # the steps agree numerically on a few hypotheses
+    k_proj, k_states = keras_steps.predict([0, 3, 5], [keras_steps.initial_state()] * 3)
+    l_proj, l_states = lite_steps.predict([0, 3, 5], [lite_steps.initial_state()] * 3)
+    np.testing.assert_allclose(l_proj, k_proj, atol=1e-4)
+    np.testing.assert_allclose(lite_steps.join(enc_frames[4], l_proj), keras_steps.join(enc_frames[4], k_proj),
+                               atol=1e-4)
+    rng = np.random.default_rng(0)
+    lm = TokenNgramLM.fit([rng.integers(1, 7, size=rng.integers(2, 9)) for _ in range(40)], vocab_size=7, order=3)
+    picks = {}
+    for fusion in (None, ShallowFusion(lm, weight=0.8, length_bonus=0.5)):
+        reference = BeamSearch(keras_steps, 3, fusion)
+        for frame in enc_frames:
+            reference.advance(frame)
+        recognizer = runtime.StreamingRecognizer(runtime.LiteRTModel(model_bytes), sidecar_dict, beam_size=3,
+                                                 fusion=fusion)
+        result = recognizer.recognize(audio)
+        assert result.tokens == reference.best()
+        assert len(result.chunk_latency_s) > 1
+        picks[fusion is None] = result.tokens
+    assert picks[True] and picks[False] != picks[True]  # the LM changes this random model's pick
+
+
+def test_beam_settings_are_checked_by_name(audio_model):
+    module, model_bytes, _ = audio_model
+    sidecar_dict = {"streaming": module.state_info(), "sample_rate_hz": 16000}
+    with pytest.raises(runtime.InputError, match="beam_size=0"):
+        runtime.StreamingRecognizer(runtime.LiteRTModel(model_bytes), sidecar_dict, beam_size=0)
+    with pytest.raises(runtime.InputError, match="LM fusion needs beam search"):
+        runtime.StreamingRecognizer(runtime.LiteRTModel(model_bytes), sidecar_dict, fusion=object())

@@ -1,42 +1,14 @@
-"""Modified beam search for transducers (at most one symbol per frame), per utterance."""
+"""Modified beam search for transducers (at most one symbol per frame), streaming: `BeamSearch`
+advances one encoder frame at a time over any predictor/joiner implementation (the steps protocol:
+`initial_state()`, `predict(tokens, states)`, `join(enc_proj_t, pred_proj)`), optionally fused with
+a token LM (`ShallowFusion`). NumPy only, so the on-device runner (`tf_todm.export.runtime`) uses it
+without importing TensorFlow; the Keras steps and the batched entry are in `beam_keras`."""
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
-
-
-class _Steps:
-    """The predictor step + projection and the joiner of `model` as graph functions (shape-relaxed,
-    so hypothesis counts 1..beam share few traces): eager Keras calls dominated decoding time."""
-
-    def __init__(self, model, subnet):
-        self.model, self.subnet = model, subnet
-        self._predict = tf.function(self._predict_eager, reduce_retracing=True)
-        self._join = tf.function(lambda e, p: tf.nn.log_softmax(model.joiner.join(e, p)), reduce_retracing=True)
-
-    def _predict_eager(self, tokens, state):
-        out, state = self.model.predictor.step(tokens, state, self.subnet)
-        return self.model.joiner.project_predictor(out, self.subnet), state
-
-    def predict(self, tokens, state):
-        """tokens [N] -> (pred_proj [N, J] numpy, state with batch N)."""
-        proj, state = self._predict(tf.constant(tokens, tf.int32), state)
-        return proj.numpy(), state
-
-    def join(self, enc_proj_t, pred_proj):
-        """enc_proj_t [J], pred_proj [N, J] -> log-probabilities [N, V] (float64)."""
-        return self._join(tf.constant(enc_proj_t[None]), tf.constant(pred_proj)).numpy().astype(np.float64)
-
-
-def _rows(state, rows):
-    return tf.nest.map_structure(lambda x: tf.gather(x, rows), state)
-
-
-def _concat(states):
-    return tf.nest.map_structure(lambda *xs: tf.concat(xs, 0), *states)
 
 
 class ShallowFusion:
@@ -57,29 +29,40 @@ class ShallowFusion:
         return self.weight * float(self.lm.log_probs(seq)[self.lm.end])
 
 
-def _beam_one(steps: _Steps, enc_proj: np.ndarray, beam: int, fusion: ShallowFusion | None = None) -> list[int]:
-    """enc_proj [T', J] of one utterance (valid frames only)."""
-    proj, state = steps.predict([BLANK_ID], steps.model.predictor.init_state(1))
-    # hyp: token tuple -> (log prob, predictor state (batch 1), predictor projection [J])
-    hyps = {(): (0.0, state, proj[0])}
-    for t in range(enc_proj.shape[0]):
+class BeamSearch:
+    """Modified beam search (at most one symbol per frame) over a stream of encoder frames: call
+    `advance` once per frame (`enc_proj_t` [J], the joiner's encoder projection), `best()` at any
+    time. Per frame every hypothesis extends by blank or one token; the best `beam`
+    (hypothesis, token) pairs survive and equal token sequences merge (log-add). `steps` runs the
+    predictor and joiner (`KerasSteps`, or the LiteRT steps of `tf_todm.export.runtime`);
+    `fusion` (`ShallowFusion`) adds a token LM's scores."""
+
+    def __init__(self, steps, beam: int, fusion: ShallowFusion | None = None):
+        if beam < 1:
+            raise ValueError(f"BeamSearch: beam={beam}, expected >= 1")
+        self.steps, self.beam, self.fusion = steps, int(beam), fusion
+        proj, states = steps.predict([BLANK_ID], [steps.initial_state()])
+        # hypothesis: token tuple -> (log prob, predictor state (one hypothesis), projection [J])
+        self.hyps = {(): (0.0, states[0], proj[0])}
+
+    def advance(self, enc_proj_t: np.ndarray) -> None:
+        hyps, steps = self.hyps, self.steps
         keys = list(hyps)
-        logp = steps.join(enc_proj[t], np.stack([hyps[k][2] for k in keys]))  # (N, V)
-        if fusion is not None:
-            logp = logp + np.stack([fusion.extension_scores(k) for k in keys])
+        logp = steps.join(enc_proj_t, np.stack([hyps[k][2] for k in keys]))  # (N, V)
+        if self.fusion is not None:
+            logp = logp + np.stack([self.fusion.extension_scores(k) for k in keys])
         scores = np.array([hyps[k][0] for k in keys])[:, None] + logp
         best = [divmod(int(index), scores.shape[1])
-                for index in np.argsort(-scores, axis=None, kind="stable")[:beam]]
-        # every surviving token extension advances the predictor in ONE batched step
+                for index in np.argsort(-scores, axis=None, kind="stable")[:self.beam]]
+        # every surviving token extension advances the predictor in one `predict` call
         grow = [(i, token) for i, token in best if token != BLANK_ID]
         grown = {}
         if grow:
-            g_proj, g_state = steps.predict([token for _, token in grow],
-                                            _concat([hyps[keys[i]][1] for i, _ in grow]))
-            grown = {pair: (_rows(g_state, [row]), g_proj[row]) for row, pair in enumerate(grow)}
+            g_proj, g_states = steps.predict([token for _, token in grow], [hyps[keys[i]][1] for i, _ in grow])
+            grown = {pair: (g_states[row], g_proj[row]) for row, pair in enumerate(grow)}
         new_hyps = {}
         for i, token in best:
-            score, state, proj = hyps[keys[i]]
+            _, state, proj = hyps[keys[i]]
             seq = keys[i]
             if token != BLANK_ID:
                 seq = seq + (token,)
@@ -89,23 +72,10 @@ def _beam_one(steps: _Steps, enc_proj: np.ndarray, beam: int, fusion: ShallowFus
                 total = np.logaddexp(new_hyps[seq][0], total)
                 state, proj = new_hyps[seq][1], new_hyps[seq][2]
             new_hyps[seq] = (total, state, proj)
-        hyps = new_hyps
+        self.hyps = new_hyps
 
-    def final(seq):
-        return hyps[seq][0] + (fusion.end_score(seq) if fusion is not None else 0.0)
-    return list(max(hyps, key=final))
-
-
-def beam_search(model, enc, enc_lengths, beam: int = 4, subnet=None,
-                fusion: ShallowFusion | None = None) -> list[list[int]]:
-    """Modified beam search: per frame each hypothesis extends by blank or one token; the best
-    `beam` (hypothesis, token) pairs survive, equal token sequences merge (log-add). Returns the
-    highest-scoring token ids per utterance. With beam=1 it equals greedy search with
-    max_symbols_per_frame=1. `fusion` (`ShallowFusion`) adds a token LM's scores to every
-    extension and its end-of-sentence score to the final ranking."""
-    if beam < 1:
-        raise ValueError(f"beam_search: beam={beam}, expected >= 1")
-    enc_proj = model.joiner.project_encoder(tf.convert_to_tensor(enc), subnet).numpy()
-    lengths = np.asarray(enc_lengths)
-    steps = _Steps(model, subnet)
-    return [_beam_one(steps, enc_proj[b, :lengths[b]], beam, fusion) for b in range(enc_proj.shape[0])]
+    def best(self) -> list[int]:
+        """Token ids of the highest-scoring hypothesis (with the LM's end-of-sentence score)."""
+        def final(seq):
+            return self.hyps[seq][0] + (self.fusion.end_score(seq) if self.fusion is not None else 0.0)
+        return list(max(self.hyps, key=final))

@@ -1,8 +1,11 @@
-"""On-device evaluation of an exported streaming `.tflite` in LiteRT (1 thread, greedy decoding).
+"""On-device evaluation of an exported streaming `.tflite` in LiteRT (1 thread; greedy decoding,
+or beam search optionally fused with a token n-gram LM).
 
 `evaluate_tflite(model_path, utterances)` streams every utterance chunk by chunk through
 `runtime.StreamingRecognizer` (front end from the sidecar's `frontend_file` when the model takes
-features) and returns:
+features; `beam_size` > 1 runs `tf_todm.decoding.beam.BeamSearch` frame by frame over the LiteRT
+predictor and joiner; `lm` = {"train_manifest", "order", "weight", "length_bonus"} fuses a token LM
+fitted on that manifest's transcripts with the model's own tokenizer) and returns:
 
   wer, cer, wer_by_domain {domain: wer}, num_utterances, audio_seconds,
   rtf (total compute / total audio), latency_ms_median / latency_ms_p90 (per chunk: front end +
@@ -10,7 +13,8 @@ features) and returns:
   model_bytes (the .tflite), frontend_bytes, total_bytes,
   peak_memory_bytes (VmHWM after loading + streaming one utterance minus VmHWM after the imports,
   measured in a fresh subprocess so earlier work in this process does not hide it), and
-  hypotheses [{audio_filepath, reference, hypothesis, domain}].
+  hypotheses [{audio_filepath, reference, hypothesis, domain}], beam_size, lm (the spec or None).
+  Peak memory is measured with greedy decoding (the model alone; an LM's tables come on top).
 
 It also writes the measured numbers into the sidecar's `metrics` (`update_sidecar=True`).
 
@@ -44,8 +48,32 @@ def _resolve(model_path: str, file_name: str | None) -> str | None:
     return os.path.join(os.path.dirname(os.path.abspath(model_path)), file_name)
 
 
-def load_recognizer(model_path: str, num_threads: int = 1, load_tokenizer: bool = True):
-    """(StreamingRecognizer, sidecar dict, sidecar path, Tokenizer or None) for an exported model."""
+def fusion_from_spec(lm: dict | None, tokenizer, side_path: str):
+    """The `ShallowFusion` of an LM spec {"train_manifest", "order", "weight", "length_bonus"}
+    (None -> None). The LM is fitted on the manifest's transcripts with the bundle's tokenizer."""
+    if lm is None:
+        return None
+    missing = [k for k in ("train_manifest", "order", "weight", "length_bonus") if k not in lm]
+    if missing:
+        raise EvaluationError(f"LM spec {lm}: missing {missing}")
+    if tokenizer is None:
+        raise EvaluationError(f"{side_path}: tokenizer_file is null; an LM over tokens needs the tokenizer")
+    if float(lm["weight"]) <= 0.0:
+        raise EvaluationError(f"LM weight {lm['weight']}: expected > 0 (leave the LM out instead)")
+    from tf_todm.data.manifest import read_manifest
+    from tf_todm.decoding.beam import ShallowFusion
+    from tf_todm.decoding.token_ngram import fit_token_lm
+    texts = [u.text for u in read_manifest(lm["train_manifest"])]
+    return ShallowFusion(fit_token_lm(texts, tokenizer, int(lm["order"])), float(lm["weight"]),
+                         float(lm["length_bonus"]))
+
+
+def load_recognizer(model_path: str, num_threads: int = 1, load_tokenizer: bool = True, beam_size: int = 1,
+                    lm: dict | None = None):
+    """(StreamingRecognizer, sidecar dict, sidecar path, Tokenizer or None) for an exported model;
+    `beam_size` / `lm` as in `evaluate_tflite`."""
+    if lm is not None and beam_size < 2:
+        raise EvaluationError(f"LM fusion needs beam search (beam_size > 1), got beam_size={beam_size}")
     model = runtime.LiteRTModel(model_path, num_threads=num_threads)  # checks the file is a model
     side_path = sidecar_lib.sidecar_path_for(model_path)
     side = sidecar_lib.load_sidecar(side_path)
@@ -55,13 +83,14 @@ def load_recognizer(model_path: str, num_threads: int = 1, load_tokenizer: bool 
         if not os.path.isfile(frontend_path):
             raise EvaluationError(f"{side_path}: frontend_file {side['frontend_file']!r} not found beside the model")
         frontend = runtime.LiteRTModel(frontend_path, num_threads=num_threads)
-    recognizer = runtime.StreamingRecognizer(model, side, frontend=frontend)
     tok_path = _resolve(model_path, side.get("tokenizer_file"))
     tokenizer = None
-    if tok_path is not None and load_tokenizer:
+    if tok_path is not None and (load_tokenizer or lm is not None):
         if not os.path.isfile(tok_path):
             raise EvaluationError(f"{side_path}: tokenizer_file {side['tokenizer_file']!r} not found beside the model")
         tokenizer = Tokenizer(tok_path)
+    fusion = fusion_from_spec(lm, tokenizer, side_path)
+    recognizer = runtime.StreamingRecognizer(model, side, frontend=frontend, beam_size=beam_size, fusion=fusion)
     return recognizer, side, side_path, tokenizer
 
 
@@ -95,9 +124,11 @@ def measure_peak_memory(model_path: str, audio: np.ndarray) -> dict:
 
 
 def evaluate_tflite(model_path: str, utterances, max_utterances: int | None = None,
-                    measure_memory: bool = True, update_sidecar: bool = True) -> dict:
-    """Streams `utterances` (`manifest.Utterance` list) through the model; see module docstring."""
-    recognizer, side, side_path, tokenizer = load_recognizer(model_path)
+                    measure_memory: bool = True, update_sidecar: bool = True, beam_size: int = 1,
+                    lm: dict | None = None) -> dict:
+    """Streams `utterances` (`manifest.Utterance` list) through the model; see module docstring.
+    The sidecar's `metrics` are only updated for greedy decoding (the app's default)."""
+    recognizer, side, side_path, tokenizer = load_recognizer(model_path, beam_size=beam_size, lm=lm)
     if tokenizer is None:
         raise EvaluationError(f"{side_path}: tokenizer_file is null; WER needs the tokenizer beside the model")
     utterances = list(utterances)[: max_utterances] if max_utterances else list(utterances)
@@ -139,13 +170,14 @@ def evaluate_tflite(model_path: str, utterances, max_utterances: int | None = No
         "chunk_ms": 1000.0 * int(info["chunk_samples"]) / int(side["sample_rate_hz"]),
         "model_bytes": model_bytes, "frontend_bytes": frontend_bytes,
         "total_bytes": model_bytes + frontend_bytes, "num_threads": 1,
+        "beam_size": beam_size, "lm": lm,
     }
     if measure_memory:
         mem = measure_peak_memory(model_path, first_audio)
         out["peak_memory_bytes"] = int(mem["model_delta_bytes"])
         out["process_peak_bytes"] = int(mem["peak_bytes"])
     out["hypotheses"] = rows
-    if update_sidecar:
+    if update_sidecar and beam_size == 1:
         measured = {k: out[k] for k in ("wer", "cer", "wer_by_domain", "rtf", "latency_ms_median",
                                         "latency_ms_p90", "num_utterances", "audio_seconds", "total_bytes")
                     if k in out}
@@ -163,7 +195,7 @@ from tf_todm.data.manifest import read_manifest
 from tf_todm.export.evaluate import evaluate_tflite
 args = json.loads(sys.argv[1])
 out = evaluate_tflite(args["model"], read_manifest(args["manifest"]), measure_memory=args["measure_memory"],
-                      update_sidecar=args["update_sidecar"])
+                      update_sidecar=args["update_sidecar"], beam_size=args["beam_size"], lm=args["lm"])
 with open(args["output_json"], "w") as f:
     json.dump(out, f)
 """
@@ -171,7 +203,7 @@ with open(args["output_json"], "w") as f:
 
 def evaluate_tflite_fresh_process(model_path: str, utterances, max_utterances: int | None = None,
                                   measure_memory: bool = True, update_sidecar: bool = True,
-                                  timeout_s: float = 3600) -> dict:
+                                  timeout_s: float = 3600, beam_size: int = 1, lm: dict | None = None) -> dict:
     """`evaluate_tflite` in a new Python process (see module docstring); same arguments and result.
 
     Raises EvaluationError with the child's last error line if it fails."""
@@ -185,7 +217,8 @@ def evaluate_tflite_fresh_process(model_path: str, utterances, max_utterances: i
         write_manifest(manifest, utterances)
         output_json = os.path.join(tmp, "result.json")
         args = {"model": os.path.abspath(model_path), "manifest": manifest, "output_json": output_json,
-                "measure_memory": measure_memory, "update_sidecar": update_sidecar}
+                "measure_memory": measure_memory, "update_sidecar": update_sidecar,
+                "beam_size": beam_size, "lm": lm}
         proc = runtime.run_fresh_python(_EVALUATE, [json.dumps(args)], timeout_s=timeout_s)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]

@@ -100,21 +100,65 @@ class StreamResult:
         return self.compute_s / max(self.audio_s, 1e-9)
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """float64 log-softmax over the last axis."""
+    logits = np.asarray(logits, np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+
+
+class LiteRTSteps:
+    """The steps protocol of `tf_todm.decoding.beam.BeamSearch` over a streaming model's
+    `predictor_step` / `joiner_step` signatures. Those take one hypothesis (batch 1), so `predict`
+    and `join` call them once per hypothesis, as an app would."""
+
+    def __init__(self, model: LiteRTModel, predictor_states: dict):
+        self.model, self.specs = model, predictor_states
+
+    def initial_state(self) -> dict:
+        return {k: np.zeros(v["shape"], np.dtype(v["dtype"])) for k, v in self.specs.items()}
+
+    def predict(self, tokens, states):
+        """tokens [N], N state dicts -> (pred_proj [N, J], N state dicts)."""
+        projections, new_states = [], []
+        for token, state in zip(tokens, states):
+            out = self.model.run("predictor_step", token=np.array([token], np.int32), **state)
+            projections.append(out["pred_proj"][0])
+            new_states.append({k: out[k] for k in state})
+        return np.stack(projections), new_states
+
+    def join(self, enc_proj_t, pred_proj):
+        """enc_proj_t [J], pred_proj [N, J] -> float64 log-probabilities [N, V]."""
+        enc = np.asarray(enc_proj_t)[None]
+        logits = [self.model.run("joiner_step", enc_proj=enc, pred_proj=row[None])["logits"][0] for row in pred_proj]
+        return log_softmax(np.stack(logits))
+
+
 class StreamingRecognizer:
-    """Greedy streaming transducer decoding over a LiteRT model exported by `StreamingTransducer`.
+    """Streaming transducer decoding over a LiteRT model exported by `StreamingTransducer`: greedy
+    (`beam_size=1`, up to `max_symbols_per_frame` tokens per frame), or modified beam search
+    (`tf_todm.decoding.beam.BeamSearch`, one symbol per frame) fed frame by frame as chunks arrive,
+    optionally fused with a token LM (`fusion`, a `ShallowFusion`).
 
     Args:
       model: `LiteRTModel` (or path). sidecar: the model's sidecar dict (`sidecar.load_sidecar`).
-      max_symbols_per_frame: cap on emitted tokens per encoder frame.
+      max_symbols_per_frame: cap on emitted tokens per encoder frame (greedy).
       frontend: `LiteRTModel` or path of the float front end (`frontend_step(audio, pcm_cache) ->
         {features, pcm_cache}`), required when encoder_step takes "features" (bundle layout).
+      beam_size: 1 = greedy; > 1 = beam width. fusion: needs beam_size > 1.
     """
 
-    def __init__(self, model, sidecar: dict, max_symbols_per_frame: int = 5, frontend=None):
+    def __init__(self, model, sidecar: dict, max_symbols_per_frame: int = 5, frontend=None,
+                 beam_size: int = 1, fusion=None):
+        if beam_size < 1:
+            raise InputError(f"StreamingRecognizer: beam_size={beam_size}, expected >= 1")
+        if fusion is not None and beam_size < 2:
+            raise InputError("StreamingRecognizer: LM fusion needs beam search (beam_size > 1), got beam_size=1")
         self.model = model if isinstance(model, LiteRTModel) else LiteRTModel(model)
         self.streaming = sidecar["streaming"]
         self.sample_rate_hz = int(sidecar["sample_rate_hz"])
         self.max_symbols = int(max_symbols_per_frame)
+        self.beam_size, self.fusion = int(beam_size), fusion
         for name in ("encoder_step", "predictor_step", "joiner_step"):
             if name not in self.model.signature_names:
                 raise ModelCheckError(f"model has no {name!r} signature (has {self.model.signature_names})")
@@ -132,6 +176,20 @@ class StreamingRecognizer:
 
     def _zeros(self, specs):
         return {k: np.zeros(v["shape"], np.dtype(v["dtype"])) for k, v in specs.items()}
+
+    def _greedy_frames(self, enc, pred, pred_states, tokens):
+        """Greedy search over one chunk's frames enc [T, J]: appends the emitted ids to `tokens`;
+        returns the predictor output and states after them."""
+        for t in range(enc.shape[0]):
+            for _ in range(self.max_symbols):
+                logits = self.model.run("joiner_step", enc_proj=enc[t:t + 1], pred_proj=pred["pred_proj"])["logits"]
+                k = int(np.argmax(logits[0]))
+                if k == BLANK_ID:
+                    break
+                tokens.append(k)
+                pred = self.model.run("predictor_step", token=np.array([k], np.int32), **pred_states)
+                pred_states = {kk: pred[kk] for kk in pred_states}
+        return pred, pred_states
 
     def recognize(self, audio: np.ndarray) -> StreamResult:
         """audio: float32 [N] 16 kHz mono in [-1, 1] -> StreamResult."""
@@ -153,8 +211,13 @@ class StreamingRecognizer:
         padded[: len(body)] = body
         tokens, latencies = [], []
         start_all = time.perf_counter()
-        pred = self.model.run("predictor_step", token=np.array([BLANK_ID], np.int32), **pred_states)
-        pred_states = {k: pred[k] for k in pred_states}
+        search, pred = None, None
+        if self.beam_size > 1:
+            from tf_todm.decoding.beam import BeamSearch
+            search = BeamSearch(LiteRTSteps(self.model, info["predictor_states"]), self.beam_size, self.fusion)
+        else:
+            pred = self.model.run("predictor_step", token=np.array([BLANK_ID], np.int32), **pred_states)
+            pred_states = {k: pred[k] for k in pred_states}
         for i in range(num_chunks):
             t0 = time.perf_counter()
             x = padded[None, i * chunk:(i + 1) * chunk]
@@ -164,16 +227,14 @@ class StreamingRecognizer:
             out = self.model.run("encoder_step", **{self.input_name: x}, **enc_states)
             enc_states = {k: out[k] for k in enc_states}
             enc = out["enc_proj"][0]
-            for t in range(enc.shape[0]):
-                for _ in range(self.max_symbols):
-                    logits = self.model.run("joiner_step", enc_proj=enc[t:t + 1], pred_proj=pred["pred_proj"])["logits"]
-                    k = int(np.argmax(logits[0]))
-                    if k == BLANK_ID:
-                        break
-                    tokens.append(k)
-                    pred = self.model.run("predictor_step", token=np.array([k], np.int32), **pred_states)
-                    pred_states = {kk: pred[kk] for kk in pred_states}
+            if search is not None:
+                for frame in enc:
+                    search.advance(frame)
+            else:
+                pred, pred_states = self._greedy_frames(enc, pred, pred_states, tokens)
             latencies.append(time.perf_counter() - t0)
+        if search is not None:
+            tokens = search.best()
         compute = time.perf_counter() - start_all
         return StreamResult(tokens, latencies, len(audio) / self.sample_rate_hz, compute)
 
