@@ -4,6 +4,7 @@ search with an optional token n-gram LM).
   python -m experiments.evaluate_tflite --model=DIR/asr.full_int8.tflite \
       --manifest=data/default/test.jsonl --output_json=R.json [--max_utterances=200] \
       [--beam_size=4 --lm_train_manifest=corpus/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5]
+      [--bundle_lm]   (the LM shipped in the bundle by `experiments.export --lm_train_manifest`)
 
 The LM settings are the ones `experiments.tune_lm_fusion` picks on dev for the Keras model.
 
@@ -30,19 +31,27 @@ _LM_MANIFEST = flags.DEFINE_string("lm_train_manifest", None, "JSONL manifest wh
 _LM_ORDER = flags.DEFINE_integer("lm_order", 6, "Order of the fusion LM (token n-gram, interpolated Kneser-Ney).")
 _LM_WEIGHT = flags.DEFINE_float("lm_weight", 0.0, "Shallow-fusion LM weight (0 = no LM; needs --beam_size > 1).")
 _LM_BONUS = flags.DEFINE_float("lm_length_bonus", 0.0, "Score added per emitted token when fusing an LM.")
+_BUNDLE_LM = flags.DEFINE_bool("bundle_lm", False, "Decode with the LM shipped in the bundle (sidecar 'lm': "
+                               "its file, weight, bonus and beam size; --beam_size > 1 overrides the beam).")
 
 
-def lm_spec() -> dict | None:
-    """The LM spec of the flags, or None; ValueError naming the flag when they cannot work."""
+def lm_spec(model_path: str) -> tuple[dict | None, int]:
+    """(LM spec or None, beam size) of the flags; ValueError naming the flag when they cannot work."""
+    if _BUNDLE_LM.value:
+        if _LM_WEIGHT.value or _LM_MANIFEST.value:
+            raise ValueError("--bundle_lm decodes with the bundle's own LM; drop --lm_weight / --lm_train_manifest")
+        from tf_todm.export.evaluate import bundle_lm_spec
+        spec, beam = bundle_lm_spec(model_path)
+        return spec, (_BEAM.value if _BEAM.value > 1 else beam)
     if _LM_WEIGHT.value == 0.0:
-        return None
+        return None, _BEAM.value
     if _BEAM.value < 2:
         raise ValueError(f"--lm_weight={_LM_WEIGHT.value} needs beam search (--beam_size > 1), "
                          f"got --beam_size={_BEAM.value}")
     if not _LM_MANIFEST.value:
         raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM)")
     return {"train_manifest": _LM_MANIFEST.value, "order": _LM_ORDER.value, "weight": _LM_WEIGHT.value,
-            "length_bonus": _LM_BONUS.value}
+            "length_bonus": _LM_BONUS.value}, _BEAM.value
 
 
 def main(argv):
@@ -65,11 +74,11 @@ def main(argv):
         from tf_todm.export.runtime import load_model_bytes
         from tf_todm.training.checkpoints import write_json_atomic
 
-        lm = lm_spec()
         load_model_bytes(_MODEL.value)  # not-a-model errors before reading audio
+        lm, beam_size = lm_spec(_MODEL.value)
         utterances = read_manifest(_MANIFEST.value)
         result = evaluate_tflite(_MODEL.value, utterances, _MAX.value, measure_memory=_MEMORY.value,
-                                 update_sidecar=_UPDATE.value, beam_size=_BEAM.value, lm=lm)
+                                 update_sidecar=_UPDATE.value, beam_size=beam_size, lm=lm)
         result["manifest"] = _MANIFEST.value
         write_json_atomic(_OUTPUT.value, result)
     except ValueError as e:

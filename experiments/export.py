@@ -15,6 +15,12 @@ DIR/export_summary.json, and prints a table. User errors print one line and exit
 activations (`tf_todm.export.qat.qat_finetune`) on the first --qat_utterances utterances of
 --train_manifest; every mode is then converted from the fine-tuned float weights, and the summary
 records the QAT losses.
+
+--lm_train_manifest=TRAIN.jsonl ships a token n-gram LM (`--lm_order`, fitted on that manifest's
+transcripts with the bundle's tokenizer) as DIR/lm.json.gz and records it with the fusion settings
+(`--lm_weight`, `--lm_length_bonus`, `--lm_beam_size`; choose them on dev with
+`experiments.tune_lm_fusion`) in every sidecar; `tflite/stream_asr.py --beam` and
+`experiments.evaluate_tflite --bundle_lm` decode with it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from absl import app, flags
 
 _MODEL = flags.DEFINE_string("model", None, "Extracted subnet saved as .keras (plain Transducer).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Trainer run folder (config.json, ckpt/, tokenizer.model).")
+_AVERAGE = flags.DEFINE_integer("average_last", 1, "With --checkpoint: export the mean of the run's newest N "
+                                "checkpoints (1 = the newest alone).")
 _SUBNET = flags.DEFINE_string("subnet_json", None, "SubnetConfig JSON file or inline JSON (with --checkpoint).")
 _TOKENIZER = flags.DEFINE_string("tokenizer", None, "SentencePiece model (default: <checkpoint>/tokenizer.model).")
 _MODE = flags.DEFINE_multi_string("mode", None, "Quantization mode(s), repeatable or comma list "
@@ -50,6 +58,12 @@ _BN_BATCHES = flags.DEFINE_integer(
     "bn_calibration_batches", 8, "With --checkpoint + --subnet_json of a supernet with conv-module "
     "BatchNorm: the subnet's statistics are re-estimated from the first N x 16 --train_manifest "
     "utterances (`calibration_batches`, as the search and the demo do).", allow_override=True)
+_LM_MANIFEST = flags.DEFINE_string("lm_train_manifest", None, "Ship a token LM fitted on this (training) "
+                                   "manifest's transcripts; never dev or test.")
+_LM_ORDER = flags.DEFINE_integer("lm_order", 6, "Order of the shipped token n-gram LM.")
+_LM_WEIGHT = flags.DEFINE_float("lm_weight", 0.7, "Shallow-fusion weight recorded with the shipped LM.")
+_LM_BONUS = flags.DEFINE_float("lm_length_bonus", 1.5, "Per-token bonus recorded with the shipped LM.")
+_LM_BEAM = flags.DEFINE_integer("lm_beam_size", 4, "Beam width recorded with the shipped LM.")
 _QAT_BATCH = flags.DEFINE_integer("qat_batch_size", 8, "Utterances per QAT batch.")
 _QAT_UTTS = flags.DEFINE_integer("qat_utterances", 256, "QAT uses the first N --train_manifest utterances.")
 
@@ -131,7 +145,8 @@ def load_model(tokenizer_path: str):
 
     subnet = parse_subnet(_SUBNET.value) if _SUBNET.value else None
     calibration = subnet_calibration(subnet, tokenizer_path)
-    return load_trained_model(_CHECKPOINT.value, subnet, calibration), subnet, len(calibration or [])
+    model = load_trained_model(_CHECKPOINT.value, subnet, calibration, average_last=_AVERAGE.value)
+    return model, subnet, len(calibration or [])
 
 
 def subnet_calibration(subnet, tokenizer_path: str):
@@ -175,6 +190,30 @@ def qat_batches(tokenizer_path: str, steps: int):
     return [{k: b[k].numpy() for k in keys} for b in dataset.repeat().take(steps)]
 
 
+def check_lm_flags() -> None:
+    """Refuses unusable --lm_* settings before the (long) export starts."""
+    if not _LM_MANIFEST.value:
+        return
+    if _LM_ORDER.value < 1:
+        raise CliError(f"--lm_order={_LM_ORDER.value}: expected >= 1")
+    if _LM_WEIGHT.value <= 0:
+        raise CliError(f"--lm_weight={_LM_WEIGHT.value}: expected > 0 for a shipped LM")
+    if _LM_BEAM.value < 2:
+        raise CliError(f"--lm_beam_size={_LM_BEAM.value}: expected >= 2 (fusion runs inside beam search)")
+    if not os.path.isfile(_LM_MANIFEST.value):
+        raise CliError(f"--lm_train_manifest={_LM_MANIFEST.value}: no such file")
+
+
+def ship_lm(tokenizer_path: str) -> dict:
+    """Fits the token LM on --lm_train_manifest and adds it to the bundle (`bundle.add_token_lm`)."""
+    from tf_todm.data.manifest import read_manifest
+    from tf_todm.data.tokenizer import Tokenizer
+    from tf_todm.decoding.token_ngram import fit_token_lm
+    from tf_todm.export.bundle import add_token_lm
+    lm = fit_token_lm([u.text for u in read_manifest(_LM_MANIFEST.value)], Tokenizer(tokenizer_path), _LM_ORDER.value)
+    return add_token_lm(_OUT_DIR.value, _NAME.value, lm, _LM_WEIGHT.value, _LM_BONUS.value, _LM_BEAM.value)
+
+
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}; use --flags only", file=sys.stderr)
@@ -204,6 +243,7 @@ def main(argv):
             raise CliError(f"--finetune_steps={_FT_STEPS.value}: expected >= 0")
         if _FT_STEPS.value and not _TRAIN_MANIFEST.value:
             raise CliError("--finetune_steps needs --train_manifest (fine-tuning data)")
+        check_lm_flags()
         audios = calibration_audio(bool(set(modes) & set(CALIBRATION_MODES)) or _TARGET.value == "mcu")
         model, subnet, bn_batches = load_model(tokenizer)
         # Float fine-tuning is QAT with quantization off (qat_finetune's control arm).
@@ -220,6 +260,8 @@ def main(argv):
                    "qat": qat_summary, "finetune": finetune_summary, "bn_calibration_batches": bn_batches,
                    "models": [{"mode": s["quantization"], "file": s["model_file"],
                                "size_bytes": s["metrics"]["size_bytes"], "mcu": s.get("mcu")} for s in sidecars]}
+        if _LM_MANIFEST.value:
+            summary["lm"] = ship_lm(tokenizer)
         from tf_todm.training.checkpoints import write_json_atomic
 
         write_json_atomic(os.path.join(_OUT_DIR.value, "export_summary.json"), summary)
@@ -231,6 +273,8 @@ def main(argv):
         print(f"{m['mode']:<14}{m['file']:<40}{m['size_bytes']:>10}")
         for sig, info in (m["mcu"] or {}).items():
             print(f"  mcu {sig:<12} arena {info['arena_bytes']} B, TFLM vs LiteRT max {info['max_abs_diff_lsb']} LSB")
+    if "lm" in summary:
+        print(f"{'token LM':<14}{summary['lm']['file']:<40}{summary['lm']['size_bytes']:>10}")
     print(f"wrote {summary['out_dir']}")
     return 0
 

@@ -3,7 +3,7 @@
 Depends only on ai_edge_litert, numpy and sentencepiece (plus the Python standard library).
 
 Usage:
-  python tflite/stream_asr.py --model bundle/name.full_int8.tflite --wav speech.wav [--json]
+  python tflite/stream_asr.py --model bundle/name.full_int8.tflite --wav speech.wav [--json] [--beam]
 
 Files, all beside the model (the sidecar `name.full_int8.json` names them):
   `streaming`      chunk_samples (new PCM samples per call), prime_samples (the first samples of
@@ -14,14 +14,25 @@ Files, all beside the model (the sidecar `name.full_int8.json` names them):
                    encoder_step takes `features`. Absent/null in the older layout, where
                    encoder_step takes the PCM chunk itself and carries `pcm_cache` as a state.
   `tokenizer_file` SentencePiece model (or null: token ids only).
+  `lm`             (optional) the bundle's token LM: {file (gzipped JSON, backoff form), weight,
+                   length_bonus, beam_size}; `--beam` decodes with it.
 
 Per chunk: [front end] -> encoder_step (states in, states out) -> for every encoder frame, greedy
 transducer search: joiner_step(enc frame, predictor output); argmax == blank -> next frame, else emit
 the token and run predictor_step on it (at most `max_symbols` tokens per frame). Every model call
 takes and returns its states explicitly; the app keeps them between calls.
+
+With `--beam` (or `StreamingAsr(beam_size=N)`): modified beam search, one symbol per frame. Each
+hypothesis keeps its token tuple, log-score, predictor states and output. Per frame, every
+hypothesis x every token is scored (joiner log-softmax + LM: weight * log p_LM(token | tokens) +
+length_bonus for non-blank), the best N pairs survive, equal token tuples merge (log-add); the
+final pick adds weight * log p_LM(end). The LM file lists, per order k and seen context c (the last
+k-1 tokens, padded with begin id -1), a back-off weight and the seen next tokens' log-probabilities;
+a token's log-probability is read bottom-up (`TokenLM.log_probs`).
 """
 
 import argparse
+import gzip
 import json
 import os
 import struct
@@ -90,16 +101,56 @@ def _zeros(specs):
     return {name: np.zeros(spec["shape"], np.dtype(spec["dtype"])) for name, spec in specs.items()}
 
 
+class TokenLM:
+    """The bundle's token n-gram LM (gzipped JSON, format tf_todm-token-ngram-backoff/1)."""
+
+    def __init__(self, path):
+        try:
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, EOFError, json.JSONDecodeError) as e:
+            raise StreamAsrError(f"{path}: not a gzipped JSON token LM ({e})") from None
+        if not isinstance(data, dict) or data.get("format") != "tf_todm-token-ngram-backoff/1":
+            raise StreamAsrError(f"{path}: not a tf_todm-token-ngram-backoff/1 LM")
+        self.order, self.vocab_size, self.end = data["order"], data["vocab_size"], data["end_id"]
+        self.begin = data["begin_id"]
+        self.tables = [{tuple(c): (bow, np.asarray(w, np.int64), np.asarray(lp)) for c, bow, w, lp in rows}
+                       for rows in data["orders"]]
+        self.cache = {}
+
+    def log_probs(self, history):
+        """float64 [vocab_size + 1]: log p(token | history) per id (blank -inf), end-of-sentence last."""
+        n = self.order - 1
+        context = ((self.begin,) * n + tuple(history))[len(history):]
+        if context not in self.cache:
+            logs = np.full(self.vocab_size + 1, -np.log(self.vocab_size))
+            for k in range(1, self.order + 1):
+                entry = self.tables[k - 1].get(context[n - (k - 1):])
+                if entry is not None:
+                    logs = logs + entry[0]
+                    logs[entry[1]] = entry[2]
+            logs[BLANK] = -np.inf
+            self.cache[context] = logs
+        return self.cache[context]
+
+
+def _log_softmax(logits):
+    x = np.asarray(logits, np.float64)
+    return x - x.max() - np.log(np.exp(x - x.max()).sum())
+
+
 class StreamingAsr:
     """One loaded bundle model. `recognize(audio)` streams a whole clip; an app would instead call
     `start()` once and `feed_chunk(chunk)` for every `chunk_samples` block from the microphone.
 
     Args:
       model_path: `<name>.<mode>.tflite`; its sidecar `<name>.<mode>.json` must be beside it.
-      num_threads: interpreter threads. max_symbols: cap on tokens emitted per encoder frame.
+      num_threads: interpreter threads. max_symbols: cap on tokens emitted per encoder frame (greedy).
+      beam_size: 1 = greedy; N > 1 = beam search with the bundle's LM if it ships one (sidecar `lm`;
+        `use_lm=False` leaves it out); 0 = the beam size the sidecar's `lm` records.
     """
 
-    def __init__(self, model_path, num_threads=1, max_symbols=5):
+    def __init__(self, model_path, num_threads=1, max_symbols=5, beam_size=1, use_lm=True):
         side_path = os.path.splitext(model_path)[0] + ".json"
         folder = os.path.dirname(os.path.abspath(model_path))
         try:
@@ -150,6 +201,19 @@ class StreamingAsr:
             if not os.path.isfile(tok):
                 raise StreamAsrError(f"{side_path}: tokenizer_file {self.sidecar['tokenizer_file']!r} not found beside it")
             self.sp = spm.SentencePieceProcessor(model_file=tok)
+        lm_info = self.sidecar.get("lm") if use_lm else None
+        if beam_size == 0:
+            if not lm_info:
+                raise StreamAsrError(f"{side_path}: no 'lm' field, so no recorded beam size; give --beam_size")
+            beam_size = int(lm_info["beam_size"])
+        self.beam_size = int(beam_size)
+        self.lm, self.lm_weight, self.lm_bonus = None, 0.0, 0.0
+        if lm_info and self.beam_size > 1:
+            lm_path = os.path.join(folder, lm_info["file"])
+            if not os.path.isfile(lm_path):
+                raise StreamAsrError(f"{side_path}: lm file {lm_info['file']!r} not found beside it")
+            self.lm = TokenLM(lm_path)
+            self.lm_weight, self.lm_bonus = float(lm_info["weight"]), float(lm_info["length_bonus"])
 
     def start(self, head):
         """Resets all states; `head` = the first `prime_samples` samples of the stream (fewer: zero-filled)."""
@@ -166,14 +230,56 @@ class StreamingAsr:
         self.tokens = []
         # the predictor starts from blank (its "start of sequence")
         self.pred = self._predict(self.blank)
+        # beam search: token tuple -> (log-score, predictor states, predictor output)
+        self.hyps = {(): (0.0, self.pred_states, self.pred)}
 
-    def _predict(self, token):
-        out = self.predictor_step(token=np.array([token], np.int32), **self.pred_states)
-        self.pred_states = {k: out[k] for k in self.pred_states}
+    def _predict(self, token, states=None):
+        """Runs predictor_step; with `states` returns (output, new states), else updates self's."""
+        out = self.predictor_step(token=np.array([token], np.int32), **(states or self.pred_states))
+        new_states = {k: out[k] for k in self.pred_states}
+        if states is not None:
+            return out["pred_proj"], new_states
+        self.pred_states = new_states
         return out["pred_proj"]
 
+    def _fusion(self, seq):
+        """LM scores added to the joiner's log-probabilities after `seq` (blank gets 0)."""
+        scores = self.lm_weight * self.lm.log_probs(seq)[: self.lm.end] + self.lm_bonus
+        scores[self.blank] = 0.0
+        return scores
+
+    def _beam_frame(self, frame):
+        """One frame of modified beam search over self.hyps."""
+        keys = list(self.hyps)
+        scores = []
+        for seq in keys:
+            logp = _log_softmax(self.joiner_step(enc_proj=frame[None], pred_proj=self.hyps[seq][2])["logits"][0])
+            scores.append(self.hyps[seq][0] + logp + (self._fusion(seq) if self.lm is not None else 0.0))
+        scores = np.stack(scores)
+        new = {}
+        for index in np.argsort(-scores, axis=None, kind="stable")[: self.beam_size]:
+            i, token = divmod(int(index), scores.shape[1])
+            seq, (_, states, pred) = keys[i], self.hyps[keys[i]]
+            total = scores[i, token]
+            if token != self.blank:
+                seq = seq + (token,)
+                if seq not in new:
+                    pred, states = self._predict(token, states)
+            if seq in new:  # equal token sequences merge; the first keeps its predictor
+                total, states, pred = np.logaddexp(new[seq][0], total), new[seq][1], new[seq][2]
+            new[seq] = (total, states, pred)
+        self.hyps = new
+
+    def best(self):
+        """Token ids of the best hypothesis so far (beam: with the LM's end-of-sentence score)."""
+        if self.beam_size == 1:
+            return list(self.tokens)
+        end = (lambda s: self.lm_weight * self.lm.log_probs(s)[self.lm.end]) if self.lm is not None else (lambda s: 0.0)
+        return list(max(self.hyps, key=lambda s: self.hyps[s][0] + end(s)))
+
     def feed_chunk(self, chunk):
-        """chunk float32 [chunk_samples] new PCM samples -> the tokens emitted for it (list of ids)."""
+        """chunk float32 [chunk_samples] new PCM samples -> the tokens emitted for it (list of ids;
+        beam search emits nothing until `best()`, whose answer may still change)."""
         x = np.asarray(chunk, np.float32).reshape(1, self.chunk)
         if self.frontend_step is not None:
             out = self.frontend_step(**{self.frontend_input: x}, **self.front_states)
@@ -183,6 +289,9 @@ class StreamingAsr:
         self.enc_states = {k: out[k] for k in self.enc_states}
         emitted = []
         for frame in out["enc_proj"][0]:
+            if self.beam_size > 1:
+                self._beam_frame(frame)
+                continue
             for _ in range(self.max_symbols):
                 logits = self.joiner_step(enc_proj=frame[None], pred_proj=self.pred)["logits"]
                 k = int(np.argmax(logits[0]))
@@ -205,7 +314,7 @@ class StreamingAsr:
             t0 = time.perf_counter()
             self.feed_chunk(body[i * self.chunk:(i + 1) * self.chunk])
             latencies.append(time.perf_counter() - t0)
-        return list(self.tokens), latencies
+        return self.best(), latencies
 
     def text(self, tokens):
         """Token ids -> text with the bundle's SentencePiece model (None without a tokenizer)."""
@@ -225,10 +334,13 @@ def main(argv=None):
     parser.add_argument("--wav", required=True, help="mono WAV at the model's sample rate (16 kHz)")
     parser.add_argument("--max_symbols", type=int, default=5, help="max tokens per encoder frame")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--beam", action="store_true", help="beam search with the bundle's LM (sidecar 'lm')")
+    parser.add_argument("--beam_size", type=int, default=0, help="with --beam: width (0 = the sidecar's)")
     parser.add_argument("--json", action="store_true", help="print tokens, text, latency and RTF as JSON")
     args = parser.parse_args(argv)
     try:
-        asr = StreamingAsr(args.model, num_threads=args.threads, max_symbols=args.max_symbols)
+        asr = StreamingAsr(args.model, num_threads=args.threads, max_symbols=args.max_symbols,
+                           beam_size=args.beam_size if args.beam else 1)
         audio = read_wav(args.wav, asr.sample_rate_hz)
     except StreamAsrError as e:
         print(f"error: {e}", file=sys.stderr)

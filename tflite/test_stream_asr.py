@@ -189,3 +189,56 @@ def test_measure_in_subprocess_loads_the_bundle_front_end(phone_bundle, tmp_path
                                       audio, str(tmp_path))
     assert 0 < r["baseline_bytes"] <= r["after_import_bytes"] <= r["peak_bytes"]
     assert r["model_delta_bytes"] == r["peak_bytes"] - r["after_import_bytes"] >= 0
+
+
+def test_app_beam_search_with_the_shipped_lm_matches_the_library(phone_bundle, tmp_path, capsys):
+    """`bundle.add_token_lm` ships a token LM; the app loop's beam search with it (its own LM reader)
+    picks the tokens of runtime.StreamingRecognizer with the library's BeamSearch and
+    BackoffTokenLM, for float32 and full_int8; the LM changes the pick; the CLI's --beam prints it."""
+    import shutil
+
+    from tf_todm.decoding import fit_token_lm
+    folder = tmp_path / "bundle"
+    shutil.copytree(phone_bundle[0], folder)
+    tokenizer = Tokenizer(str(folder / "tokenizer.model"))
+    lm = fit_token_lm(["abc dab cab", "bad cab dad", "a b c d", "dab dab"], tokenizer, order=3)
+    field = bundle.add_token_lm(str(folder), "tiny", lm, weight=2.0, length_bonus=0.5, beam_size=3)
+    assert field["file"] == "lm.json.gz" and field["size_bytes"] == os.path.getsize(folder / "lm.json.gz")
+    audios = [stream_asr.read_wav(w) for w in phone_bundle[1]]
+    changed = 0
+    for mode in ("float32", "full_int8"):
+        path = str(folder / f"tiny.{mode}.tflite")
+        assert sidecar.load_sidecar(str(folder / f"tiny.{mode}.json"))["lm"] == field
+        spec, beam = evaluate.bundle_lm_spec(path)
+        rec = evaluate.load_recognizer(path, beam_size=beam, lm=spec)[0]
+        asr = stream_asr.StreamingAsr(path, beam_size=0)  # 0: the beam size the sidecar records
+        plain = stream_asr.StreamingAsr(path, beam_size=3, use_lm=False)
+        assert asr.beam_size == 3 and asr.lm is not None and plain.lm is None
+        for history in ([], [1], [2, 3], [4, 4, 4, 4]):
+            np.testing.assert_allclose(asr.lm.log_probs(history)[1:], lm.log_probs(history)[1:], atol=1e-5)
+        for audio in audios:
+            tokens, _ = asr.recognize(audio)
+            assert tokens == rec.recognize(audio).tokens
+            changed += tokens != plain.recognize(audio)[0]
+    assert changed > 0
+    path = str(folder / "tiny.float32.tflite")
+    assert stream_asr.main(["--model", path, "--wav", phone_bundle[1][0], "--beam"]) == 0
+    want = evaluate.load_recognizer(path, beam_size=3, lm=evaluate.bundle_lm_spec(path)[0])[0].recognize(audios[0])
+    assert capsys.readouterr().out == tokenizer.decode(want.tokens) + "\n"
+
+
+def test_shipped_lm_errors_are_named(phone_bundle, tmp_path):
+    out, _ = phone_bundle
+    path = str(out / "tiny.float32.tflite")
+    with pytest.raises(evaluate.EvaluationError, match="tiny.float32.json: no 'lm' field"):
+        evaluate.bundle_lm_spec(path)
+    with pytest.raises(stream_asr.StreamAsrError, match="no 'lm' field, so no recorded beam size"):
+        stream_asr.StreamingAsr(path, beam_size=0)
+    side = sidecar.load_sidecar(str(out / "tiny.float32.json"))
+    with pytest.raises(sidecar.SidecarError, match="'lm.order' missing"):
+        sidecar.validate_sidecar(dict(side, lm={"file": "lm.json.gz", "weight": 1.0, "length_bonus": 0.0,
+                                                "beam_size": 4}))
+    with pytest.raises(bundle.BundleError, match="beam_size >= 2"):
+        bundle.add_token_lm(str(tmp_path), "tiny", None, weight=1.0, length_bonus=0.0, beam_size=1)
+    with pytest.raises(bundle.BundleError, match="no tiny.<mode>.json sidecar"):
+        bundle.add_token_lm(str(tmp_path), "tiny", None, weight=1.0, length_bonus=0.0, beam_size=2)

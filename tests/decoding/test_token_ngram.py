@@ -93,3 +93,37 @@ def test_real_tokenizer_prefers_training_word_order(tmp_path):
         shuffled = " ".join(words[1:] + words[:1])
         ids, shuffled_ids = tokenizer.encode([text, shuffled])
         assert lm.sequence_log_prob(ids) > lm.sequence_log_prob(shuffled_ids) + 1.0, text
+
+
+@pytest.mark.parametrize("order", [1, 2, 4])
+def test_backoff_form_reads_back_the_same_distributions(order, tmp_path):
+    """to_backoff -> gzipped JSON -> BackoffTokenLM: the same log-probabilities (to the 6 stored
+    digits) for every seen context, unseen contexts and unseen continuations."""
+    from tf_todm.decoding.token_ngram import load_backoff, save_backoff
+    vocab = 6
+    corpus = random_corpus(11, vocab)
+    lm = TokenNgramLM.fit(corpus, vocab_size=vocab, order=order)
+    path = save_backoff(lm, str(tmp_path / "lm.json.gz"))
+    shipped = load_backoff(path)
+    assert (shipped.order, shipped.vocab_size, shipped.end) == (lm.order, lm.vocab_size, lm.end)
+    histories = [seq[:i] for seq in corpus for i in range(len(seq) + 1)]
+    histories += [list(h) for h in itertools.product(range(1, vocab), repeat=min(order, 3))]  # incl. unseen
+    for history in histories:
+        want, got = lm.log_probs(history), shipped.log_probs(history)
+        assert got[BLANK_ID] == -np.inf
+        np.testing.assert_allclose(got[1:], want[1:], atol=1e-5, err_msg=str(history))
+    assert shipped.sequence_log_prob(corpus[0]) == pytest.approx(lm.sequence_log_prob(corpus[0]), abs=1e-4)
+
+
+def test_backoff_file_errors_name_the_file(tmp_path):
+    from tf_todm.decoding.token_ngram import load_backoff
+    plain = tmp_path / "plain.json.gz"
+    plain.write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match="plain.json.gz: not a gzipped JSON token LM"):
+        load_backoff(str(plain))
+    import gzip
+    other = tmp_path / "other.json.gz"
+    with gzip.open(other, "wt") as f:
+        f.write('{"format": "arpa"}')
+    with pytest.raises(ValueError, match="other.json.gz: not a tf_todm-token-ngram-backoff/1 model"):
+        load_backoff(str(other))

@@ -15,11 +15,20 @@ with n-1 begin symbols):
 where N_n are raw counts, N_k (k < n) continuation counts (how many distinct symbols precede the
 k-gram), N_k(c .) their sum over w and T_k(c) the number of w with N_k(c w) > 0; a context never
 seen at order k backs off to p_{k-1} entirely. Every p_k(. | c) sums to 1 over tokens + end.
+
+Shipping: `TokenNgramLM.to_backoff()` writes the same model in backoff form (ARPA's semantics
+over token ids: for every seen (c, w) the full interpolated log p_k(w | c), for every seen context
+its back-off weight log(D_k T_k(c) / N_k(c .))), which `BackoffTokenLM` reads bottom-up with the
+same `log_probs` as the fitted model. `save_backoff` / `load_backoff` store it as gzipped JSON beside
+a bundle's tokenizer; `tflite/stream_asr.py` reads that file without tf_todm.
 """
 
 from __future__ import annotations
 
 import collections
+import gzip
+import json
+import math
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -27,6 +36,7 @@ import numpy as np
 from tf_todm.constants import BLANK_ID
 
 _BEGIN = -1  # history padding; never predicted
+BACKOFF_FORMAT = "tf_todm-token-ngram-backoff/1"
 
 
 def _discount(counts: Iterable[int]) -> float:
@@ -131,10 +141,88 @@ class TokenNgramLM:
 
     def sequence_log_prob(self, tokens: Sequence[int]) -> float:
         """log p(tokens, end) in nats."""
-        total = 0.0
-        for i, t in enumerate(list(tokens) + [self.end]):
-            total += float(self.log_probs(tokens[:i])[t])
-        return total
+        return _sequence_log_prob(self, tokens)
+
+    def to_backoff(self, digits: int = 6) -> dict:
+        """The model in backoff form (module docstring), JSON-serialisable: {"format", "order",
+        "vocab_size", "end_id", "begin_id", "orders": [order 1 rows, ..., order n rows]}, a row being
+        [context ids, log back-off weight, next ids, log-probabilities]; logs rounded to `digits`."""
+        orders = []
+        for k in range(1, self.order + 1):
+            rows = []
+            for context, (words, _, total, types) in sorted(self._tables[k - 1].items()):
+                logs = np.log(self._probs(context)[words])
+                rows.append([list(context), round(math.log(self.discounts[k - 1] * types / total), digits),
+                             words.tolist(), [round(float(x), digits) for x in logs]])
+            orders.append(rows)
+        return {"format": BACKOFF_FORMAT, "order": self.order, "vocab_size": self.vocab_size, "end_id": self.end,
+                "begin_id": _BEGIN, "orders": orders}
+
+
+def _sequence_log_prob(lm, tokens: Sequence[int]) -> float:
+    total = 0.0
+    for i, t in enumerate(list(tokens) + [lm.end]):
+        total += float(lm.log_probs(tokens[:i])[t])
+    return total
+
+
+class BackoffTokenLM:
+    """A token LM in backoff form (`TokenNgramLM.to_backoff()`), with `TokenNgramLM`'s
+    `log_probs` / `end` / `order` / `sequence_log_prob`. Bottom-up: start from the uniform
+    distribution; for k = 1..n, if the last k-1 symbols are a seen context, add its back-off weight
+    to every entry and overwrite its seen next symbols with their stored log-probabilities."""
+
+    def __init__(self, backoff: dict, source: str = "backoff LM"):
+        if not isinstance(backoff, dict) or backoff.get("format") != BACKOFF_FORMAT:
+            raise ValueError(f"{source}: not a {BACKOFF_FORMAT} model (format "
+                             f"{backoff.get('format') if isinstance(backoff, dict) else type(backoff).__name__!r})")
+        self.order, self.vocab_size = int(backoff["order"]), int(backoff["vocab_size"])
+        self.end = int(backoff["end_id"])
+        self._begin = int(backoff["begin_id"])
+        if len(backoff["orders"]) != self.order:
+            raise ValueError(f"{source}: {len(backoff['orders'])} orders of rows, expected {self.order}")
+        self._tables = [{tuple(context): (float(bow), np.asarray(words, np.int64), np.asarray(logs, np.float64))
+                         for context, bow, words, logs in rows} for rows in backoff["orders"]]
+        self._log_cache: dict = {}
+
+    def log_probs(self, history: Sequence[int]) -> np.ndarray:
+        """log p(. | history), float64 [vocab_size + 1]; blank -inf, end-of-sentence last (cached:
+        do not modify)."""
+        n = self.order - 1
+        context = ((self._begin,) * n + tuple(int(t) for t in history))[len(history):] if n else ()
+        logs = self._log_cache.get(context)
+        if logs is None:
+            logs = np.full(self.vocab_size + 1, -math.log(self.vocab_size))
+            for k in range(1, self.order + 1):
+                entry = self._tables[k - 1].get(context[len(context) - (k - 1):] if k > 1 else ())
+                if entry is not None:
+                    bow, words, word_logs = entry
+                    logs = logs + bow
+                    logs[words] = word_logs
+            logs[BLANK_ID] = -np.inf
+            self._log_cache[context] = logs
+        return logs
+
+    def sequence_log_prob(self, tokens: Sequence[int]) -> float:
+        """log p(tokens, end) in nats."""
+        return _sequence_log_prob(self, tokens)
+
+
+def save_backoff(lm: TokenNgramLM, path: str) -> str:
+    """Writes `lm.to_backoff()` as gzipped JSON (`<...>.json.gz`); returns `path`."""
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        json.dump(lm.to_backoff(), f, separators=(",", ":"))
+    return path
+
+
+def load_backoff(path: str) -> BackoffTokenLM:
+    """Reads a `save_backoff` file; ValueError naming the file when it is not one."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, EOFError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a gzipped JSON token LM ({e})") from None
+    return BackoffTokenLM(data, source=path)
 
 
 def fit_token_lm(texts: Iterable[str], tokenizer, order: int = 4) -> TokenNgramLM:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import glob
 import os
 import shutil
 from typing import Iterable, Sequence
@@ -89,13 +90,34 @@ class FrontendStep(tf.Module):
 # ---------------------------------------------------------------- loading
 
 
-def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None):
+def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None, average_last: int = 1):
     """`tf_todm.training.restore.load_trained_model`, with its errors as BundleError."""
     from tf_todm.training.restore import RunFolderError, load_trained_model as load
     try:
-        return load(run_dir, subnet_config, calibration_batches)
+        return load(run_dir, subnet_config, calibration_batches, average_last=average_last)
     except RunFolderError as e:
         raise BundleError(str(e)) from None
+
+
+def add_token_lm(out_dir: str, name: str, lm, weight: float, length_bonus: float, beam_size: int,
+                 file_name: str = "lm.json.gz") -> dict:
+    """Ships a token LM with a bundle: writes `lm` (a fitted `TokenNgramLM`, over the bundle
+    tokenizer's ids) in backoff form to `out_dir/file_name` and records it, with the fusion
+    settings, as the `lm` field of every `<name>.<mode>.json` sidecar there. Returns that field."""
+    from tf_todm.decoding.token_ngram import save_backoff
+    if weight <= 0 or beam_size < 2:
+        raise BundleError(f"add_token_lm: weight={weight}, beam_size={beam_size}; expected weight > 0 and "
+                          f"beam_size >= 2 (fusion runs inside beam search)")
+    paths = sorted(p for p in glob.glob(os.path.join(out_dir, f"{glob.escape(name)}.*.json"))
+                   if os.path.basename(p)[len(name) + 1:-len(".json")] in convert_lib.MODES)
+    if not paths:
+        raise BundleError(f"{out_dir}: no {name}.<mode>.json sidecar to add the LM to")
+    path = save_backoff(lm, os.path.join(out_dir, file_name))
+    field = {"file": file_name, "order": int(lm.order), "weight": float(weight), "length_bonus": float(length_bonus),
+             "beam_size": int(beam_size), "size_bytes": os.path.getsize(path)}
+    for side_path in paths:
+        sidecar_lib.write_sidecar(side_path, dict(sidecar_lib.load_sidecar(side_path), lm=field))
+    return field
 
 
 # ---------------------------------------------------------------- helpers

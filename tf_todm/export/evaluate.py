@@ -49,23 +49,45 @@ def _resolve(model_path: str, file_name: str | None) -> str | None:
 
 
 def fusion_from_spec(lm: dict | None, tokenizer, side_path: str):
-    """The `ShallowFusion` of an LM spec {"train_manifest", "order", "weight", "length_bonus"}
-    (None -> None). The LM is fitted on the manifest's transcripts with the bundle's tokenizer."""
+    """The `ShallowFusion` of an LM spec (None -> None): {"train_manifest", "order", "weight",
+    "length_bonus"} fits a token LM on the manifest's transcripts with the bundle's tokenizer;
+    {"file", "weight", "length_bonus"} loads a shipped backoff LM (`bundle.add_token_lm`)."""
     if lm is None:
         return None
-    missing = [k for k in ("train_manifest", "order", "weight", "length_bonus") if k not in lm]
+    needed = ("file", "weight", "length_bonus") if "file" in lm else ("train_manifest", "order", "weight",
+                                                                      "length_bonus")
+    missing = [k for k in needed if k not in lm]
     if missing:
         raise EvaluationError(f"LM spec {lm}: missing {missing}")
-    if tokenizer is None:
-        raise EvaluationError(f"{side_path}: tokenizer_file is null; an LM over tokens needs the tokenizer")
     if float(lm["weight"]) <= 0.0:
         raise EvaluationError(f"LM weight {lm['weight']}: expected > 0 (leave the LM out instead)")
-    from tf_todm.data.manifest import read_manifest
     from tf_todm.decoding.beam import ShallowFusion
-    from tf_todm.decoding.token_ngram import fit_token_lm
-    texts = [u.text for u in read_manifest(lm["train_manifest"])]
-    return ShallowFusion(fit_token_lm(texts, tokenizer, int(lm["order"])), float(lm["weight"]),
-                         float(lm["length_bonus"]))
+    from tf_todm.decoding.token_ngram import fit_token_lm, load_backoff
+    if "file" in lm:
+        token_lm = load_backoff(lm["file"])
+    else:
+        if tokenizer is None:
+            raise EvaluationError(f"{side_path}: tokenizer_file is null; an LM over tokens needs the tokenizer")
+        from tf_todm.data.manifest import read_manifest
+        token_lm = fit_token_lm([u.text for u in read_manifest(lm["train_manifest"])], tokenizer, int(lm["order"]))
+    if tokenizer is not None and token_lm.vocab_size != tokenizer.vocab_size:
+        raise EvaluationError(f"LM over {token_lm.vocab_size} token ids, the bundle's tokenizer has "
+                              f"{tokenizer.vocab_size}: not the same tokenizer")
+    return ShallowFusion(token_lm, float(lm["weight"]), float(lm["length_bonus"]))
+
+
+def bundle_lm_spec(model_path: str) -> tuple[dict, int]:
+    """(LM spec, beam size) of the LM shipped with a bundle model (sidecar field `lm`)."""
+    side_path = sidecar_lib.sidecar_path_for(model_path)
+    side = sidecar_lib.load_sidecar(side_path)
+    if "lm" not in side:
+        raise EvaluationError(f"{side_path}: no 'lm' field; this bundle ships no LM "
+                              f"(experiments.export --lm_train_manifest adds one)")
+    info = side["lm"]
+    path = _resolve(model_path, info["file"])
+    if not os.path.isfile(path):
+        raise EvaluationError(f"{side_path}: lm.file {info['file']!r} not found beside the model")
+    return {"file": path, "weight": info["weight"], "length_bonus": info["length_bonus"]}, int(info["beam_size"])
 
 
 def load_recognizer(model_path: str, num_threads: int = 1, load_tokenizer: bool = True, beam_size: int = 1,

@@ -15,6 +15,9 @@ Fields (all required unless noted):
   subnet: SubnetConfig dict or null (full model). model_config: TransducerConfig dict or null.
   quantization: one of `convert.MODES`.
   metrics (optional): measured numbers, e.g. wer, size_bytes, latency_ms_median, rtf.
+  lm (optional): the bundle's token LM for beam search with shallow fusion
+    (`bundle.add_token_lm`): {"file" (gzipped backoff JSON, same directory), "order", "weight",
+    "length_bonus", "beam_size", "size_bytes"}.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ _REQUIRED = {
     "streaming": dict, "signatures": dict, "blank_id": int, "vocab_size": int, "quantization": str,
 }
 _OPTIONAL = {"tokenizer_file": (str, type(None)), "frontend_file": (str, type(None)), "subnet": (dict, type(None)),
-             "model_config": (dict, type(None)), "metrics": dict}
+             "model_config": (dict, type(None)), "metrics": dict, "lm": dict}
+_LM_FIELDS = {"file": str, "order": int, "weight": (int, float), "length_bonus": (int, float), "beam_size": int}
 _STREAMING_REQUIRED = ("encoder_input", "chunk_frames", "encoder_frames_per_chunk", "prime_samples",
                        "encoder_states", "predictor_states")
 
@@ -53,6 +57,9 @@ def validate_sidecar(d: dict, where: str = "sidecar") -> dict:
     for key, typ in _OPTIONAL.items():
         if key in d and not isinstance(d[key], typ):
             raise SidecarError(f"{where}: field {key!r} has type {type(d[key]).__name__}")
+    for key, typ in (_LM_FIELDS.items() if "lm" in d else ()):
+        if not isinstance(d["lm"].get(key), typ) or isinstance(d["lm"].get(key), bool):
+            raise SidecarError(f"{where}: field 'lm.{key}' missing or of type {type(d['lm'].get(key)).__name__}")
     if d["format_version"] != FORMAT_VERSION:
         raise SidecarError(f"{where}: format_version {d['format_version']}, expected {FORMAT_VERSION}")
     if d["quantization"] not in MODES:
