@@ -6,11 +6,15 @@ Stages (each resumable: a finished stage's outputs are reused when the command i
   1. corpus      default TTS corpus (train/dev/test disjoint in voices and sentences)
   2. tokenizer   SentencePiece on the training transcripts
   3. supernet    elastic Conformer-Transducer, sandwich rule + in-place alpha-divergence KD
-  4. search      regularised evolution per device budget (dev WER; params / int8 bytes / latency,
-                 latency from LiteRT measurements of extracted subnets, fitted for the search)
-  5. export      each chosen subnet extracted and converted to streaming builtin-op .tflite bundles
+  4. search      per device budget (dev WER; params / int8 bytes / latency, latency from LiteRT
+                 measurements of extracted subnets, fitted for the search); the search settings
+                 (predictor-guided by default, see demo.cfg) reuse experiments.search's flags
+  5. export      each chosen subnet extracted and converted to streaming builtin-op .tflite bundles;
+                 phone bundles also ship a token n-gram LM fitted on the training transcripts
+                 (`--lm_weight`, 0 = none)
   6. evaluate    each bundle streamed chunk by chunk in LiteRT on the test split (WER per domain,
-                 RTF on 1 thread, per-chunk latency, size, peak memory)
+                 RTF on 1 thread, per-chunk latency, size, peak memory), greedy; phone models
+                 again with beam search and the shipped LM (rows `<model>+lm`)
 Writes `<out_dir>/report.json`, `<out_dir>/pareto.png` (search) and `<out_dir>/deploy.png`, and
 prints the table. Search settings reuse experiments.search's flags (--budgets, --population, ...).
 """
@@ -44,6 +48,12 @@ flags.DEFINE_list("phone_modes", ["float32", "dynamic_int8", "full_int8"],
 flags.DEFINE_float("int16x8_when_int8_ratio", 1.05,
                    "Phone budgets: also export and evaluate int16x8 (int16 activations, int8 weights) "
                    "when the full-int8 test WER exceeds this multiple of the float32 WER (0: never).")
+flags.DEFINE_float("lm_weight", 0.7, "Each phone bundle ships a token n-gram LM fitted on the training "
+                   "transcripts with this shallow-fusion weight, and is also evaluated with beam search + "
+                   "that LM (0 = no LM). Default: the weight chosen on dev for issue 3's model.")
+flags.DEFINE_float("lm_length_bonus", 1.5, "Per-token bonus recorded with the shipped LM.")
+flags.DEFINE_integer("lm_order", 6, "Order of the shipped token LM.")
+flags.DEFINE_integer("lm_beam_size", 4, "Beam width recorded with the shipped LM and used to evaluate it.")
 flags.DEFINE_integer("max_test_utterances", 0, "Evaluate on the first N test utterances (0 = all).")
 flags.DEFINE_integer("calibration_utterances", 32, "Training utterances (random, seeded) streamed "
                      "for the int8 / int16x8 representative dataset of each bundle.", lower_bound=1)
@@ -125,7 +135,9 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
                         calibration=None) -> list:
     import numpy as np
     from tf_todm.data.audio import load_audio
-    from tf_todm.export.bundle import export_bundle, representative_data
+    from tf_todm.data.tokenizer import Tokenizer
+    from tf_todm.decoding.token_ngram import fit_token_lm
+    from tf_todm.export.bundle import add_token_lm, export_bundle, representative_data
     from tf_todm.export.evaluate import needs_int16x8
     from tf_todm.export.extract import extract_subnet
 
@@ -134,6 +146,9 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
              for i in rng.choice(len(train_utts), size=min(FLAGS.calibration_utterances, len(train_utts)),
                                  replace=False)]
     test = test_utts[: FLAGS.max_test_utterances] if FLAGS.max_test_utterances else test_utts
+    lm = None
+    if FLAGS.lm_weight > 0:  # the training transcripts only
+        lm = fit_token_lm([u.text for u in train_utts], Tokenizer(tokenizer_path), FLAGS.lm_order)
     rows = []
     for result in results:
         name = result.budget.name
@@ -151,17 +166,24 @@ def export_and_evaluate(model, results, tokenizer_path, train_utts, test_utts, o
             print(f"  {name}: full-int8 WER {100 * wers['full_int8']:.2f}% > "
                   f"{FLAGS.int16x8_when_int8_ratio} x float32 {100 * wers['float32']:.2f}%: adding int16x8",
                   flush=True)
-            sidecars = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=("int16x8",),
-                                     representative=representative, target=target, subnet_config=subnet)
-            budget_rows += _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir)
+            more = export_bundle(extracted, tokenizer_path, bundle_dir, name, modes=("int16x8",),
+                                 representative=representative, target=target, subnet_config=subnet)
+            budget_rows += _evaluate_bundle(more, bundle_dir, extracted, result, target, test, out_dir)
+            sidecars = sidecars + more
+        if target == "phone" and lm is not None:
+            add_token_lm(bundle_dir, name, lm, FLAGS.lm_weight, FLAGS.lm_length_bonus, FLAGS.lm_beam_size)
+            budget_rows += _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir,
+                                            with_lm=True)
         rows += budget_rows
     return rows
 
 
-def _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir) -> list:
-    """On-device evaluation (LiteRT, streaming) of each exported mode: one report row per model."""
+def _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_dir, with_lm: bool = False) -> list:
+    """On-device evaluation (LiteRT, streaming) of each exported mode: one report row per model;
+    greedy, or (`with_lm`) beam search with the LM the bundle ships (rows named `<model>+lm`,
+    memory not measured, sidecar metrics left at the greedy numbers)."""
     from tf_todm.export import op_report
-    from tf_todm.export.evaluate import evaluate_tflite_fresh_process
+    from tf_todm.export.evaluate import bundle_lm_spec, evaluate_tflite_fresh_process
     name, subnet = result.budget.name, result.best.config
     rows = []
     for side in sidecars:
@@ -169,12 +191,20 @@ def _evaluate_bundle(sidecars, bundle_dir, extracted, result, target, test, out_
         # a new Python per model, as `experiments.evaluate_tflite` and an app run it: timings taken in
         # this process (TF thread pools, everything trained and converted so far) were ~1.5x the
         # standalone CLI's in the previous demo
-        metrics = evaluate_tflite_fresh_process(tflite_path, test)
+        decoding = "greedy"
+        if with_lm:
+            spec, beam = bundle_lm_spec(tflite_path)
+            decoding = f"beam{beam}+lm"
+            metrics = evaluate_tflite_fresh_process(tflite_path, test, measure_memory=False, update_sidecar=False,
+                                                    beam_size=beam, lm=spec)
+        else:
+            metrics = evaluate_tflite_fresh_process(tflite_path, test)
         with open(tflite_path, "rb") as f:
             breakdown = op_report.size_breakdown(f.read())
         mcu = side.get("mcu") or {}
         rows.append({
-            "name": f"{name}.{side['quantization']}", "budget": name,
+            "name": f"{name}.{side['quantization']}" + ("+lm" if with_lm else ""), "budget": name,
+            "decoding": decoding,
             "tflite": os.path.relpath(tflite_path, out_dir),
             "sidecar": os.path.relpath(tflite_path[: -len(".tflite")] + ".json", out_dir),
             "target": target, "quantization": side["quantization"],
@@ -210,10 +240,13 @@ def plot_deploy(rows, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for quant in sorted({r["quantization"] for r in rows}):
-        sel = [r for r in rows if r["quantization"] == quant]
-        axes[0].scatter([r["size_bytes"] / 1024 for r in sel], [100 * r["wer"] for r in sel], label=quant)
-        axes[1].scatter([r["rtf"] for r in sel], [100 * r["wer"] for r in sel], label=quant)
+    for quant, decoding in sorted({(r["quantization"], r.get("decoding", "greedy")) for r in rows}):
+        sel = [r for r in rows if (r["quantization"], r.get("decoding", "greedy")) == (quant, decoding)]
+        label = quant if decoding == "greedy" else f"{quant}, {decoding}"
+        axes[0].scatter([r["size_bytes"] / 1024 for r in sel], [100 * r["wer"] for r in sel], label=label,
+                        marker="o" if decoding == "greedy" else "^")
+        axes[1].scatter([r["rtf"] for r in sel], [100 * r["wer"] for r in sel], label=label,
+                        marker="o" if decoding == "greedy" else "^")
         for r in sel:
             axes[0].annotate(r["budget"], (r["size_bytes"] / 1024, 100 * r["wer"]), fontsize=7)
     axes[0].set_xlabel(".tflite size (KiB)")

@@ -40,9 +40,15 @@ def test_demo_pipeline_at_toy_size(tmp_path):
     from tf_todm.export.evaluate import needs_int16x8
     ratio = report["int16x8_when_int8_ratio"]
     for budget in {m["budget"] for m in models if m["target"] == "phone"}:
-        wers = {m["quantization"]: m["wer"] for m in models if m["budget"] == budget}
+        wers = {m["quantization"]: m["wer"] for m in models if m["budget"] == budget and m["decoding"] == "greedy"}
         base = {k: v for k, v in wers.items() if k != "int16x8"}
         assert ("int16x8" in wers) == needs_int16x8(base, ratio), (budget, wers)
+        # every phone model is also evaluated with beam search and the token LM its bundle ships
+        with_lm = {m["quantization"] for m in models if m["budget"] == budget and m["decoding"] != "greedy"}
+        assert with_lm == set(wers), (budget, with_lm)
+        side = sidecar.load_sidecar(str(out / next(m["sidecar"] for m in models if m["budget"] == budget)))
+        assert side["lm"]["beam_size"] == 4 and (out / "bundles" / budget / side["lm"]["file"]).stat().st_size > 0
+    assert not any(m["decoding"] != "greedy" for m in models if m["target"] == "mcu")
     mcu = [m for m in models if m["target"] == "mcu"]
     assert mcu and all(m["quantization"] == "full_int8" for m in mcu)
     for info in mcu[0]["mcu"].values():
