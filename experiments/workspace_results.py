@@ -154,6 +154,38 @@ section("Issue 3 decoding: beam search (4) + 6-gram token LM, weight 0.7 and len
         )(single_model)
 
 
+section("Issue 3: the same run's last 3 checkpoints averaged (all it kept; one setting, declared before it ran), "
+        "greedy, test split of the 8-h corpus", "single_45min_8h/eval_test_avg3.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=3 "
+        "--output_json=artifacts/single_45min_8h/eval_test_avg3.json")(single_model)
+
+
+def average_sweep(files: dict) -> list[str]:
+    """Rows of `evaluate_run` results {"eval_dev_avgN": JSON}: dev WER per number of averaged
+    checkpoints, and the N with the lowest overall dev WER."""
+    runs = sorted(((d.get("average_last", 1), d) for d in files.values()), key=lambda nd: nd[0])
+    domains = list(runs[0][1]["domains"])
+    rows = ["| checkpoints averaged | steps covered | WER % | " + " | ".join(f"{dom} WER %" for dom in domains) +
+            " | CER % |", "|---|---|---|" + "---|" * len(domains) + "---|"]
+    for n, d in runs:
+        rows.append(f"| {n} | {300 * (n - 1)} | {pct(d['wer'])} | " +
+                    " | ".join(pct(d["domains"][dom]["wer"]) for dom in domains) + f" | {pct(d['cer'])} |")
+    best = min(runs, key=lambda nd: nd[1]["wer"])[0]
+    rows += ["", f"Lowest dev WER: {best} checkpoints (the test-split tables below use it). Checkpoints are "
+             f"300 steps apart, the last one at the 45-minute stop."]
+    return rows
+
+
+section("Issue 3: how many checkpoints to average, chosen on the whole dev split (a rerun of the 45-minute "
+        "recipe keeping 10 checkpoints), greedy", "single_45min_8h_keep10/eval_dev_avg*.json",
+        "python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+        "--train=max_checkpoints_to_keep=10 --out_dir=artifacts/single_45min_8h_keep10 && for n in 1 3 5 10; do "
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_keep10 "
+        "--manifest=artifacts/corpus_8h/dev.jsonl --average_last=$n "
+        "--output_json=artifacts/single_45min_8h_keep10/eval_dev_avg$n.json; done")(average_sweep)
+
+
 def speaker_rows(d) -> list[str]:
     """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
     speakers = d.get("speakers") or {}
@@ -735,7 +767,8 @@ def demo(d):
                     f"{'-' if mem is None else f'{mem / 2**20:.1f}'} |")
     by = {}
     for m in d["models"]:
-        by.setdefault(m["budget"], {})[m["quantization"]] = m
+        if m.get("decoding", "greedy") == "greedy":
+            by.setdefault(m["budget"], {})[m["quantization"]] = m
     rows.append("")
     for budget, q in by.items():
         if "float32" in q and "full_int8" in q:
