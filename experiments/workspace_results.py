@@ -186,6 +186,22 @@ section("Issue 3: how many checkpoints to average, chosen on the whole dev split
         "--output_json=artifacts/single_45min_8h_keep10/eval_dev_avg$n.json; done")(average_sweep)
 
 
+section("Issue 3: the 5 averaged checkpoints chosen on dev, greedy, test split of the 8-h corpus",
+        "single_45min_8h_keep10/eval_test_avg5.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_keep10 "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 "
+        "--output_json=artifacts/single_45min_8h_keep10/eval_test_avg5.json")(single_model)
+
+
+section("Issue 3: the 5 averaged checkpoints, beam search (4) + 6-gram token LM (weight 0.7, bonus 1.5: the "
+        "setting dev chose for the earlier run, not retuned), test split of the 8-h corpus",
+        "single_45min_8h_keep10/eval_test_avg5_beam4_lm.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_keep10 "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
+        "--lm_train_manifest=artifacts/corpus_8h/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5 "
+        "--output_json=artifacts/single_45min_8h_keep10/eval_test_avg5_beam4_lm.json")(single_model)
+
+
 def speaker_rows(d) -> list[str]:
     """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
     speakers = d.get("speakers") or {}

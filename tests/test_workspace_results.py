@@ -253,3 +253,16 @@ def test_lm_fusion_tuning_table_marks_the_chosen_setting():
     assert "| fused **(chosen)** | 4 | 0.4 | 0.5 | 50.0 | 40.0 | 60.0 |" in lines
     assert "| fused | 4 | 0.8 | 0.5 | 52.0 | 42.0 | 62.0 |" in lines
     assert "| greedy | 1 | 0 | 0 | 60.0 | 50.0 | 70.0 |" in lines
+
+
+def test_average_sweep_orders_by_checkpoint_count_and_names_the_lowest_dev_wer():
+    def run(n, wer, command):
+        return {"average_last": n, "wer": wer, "cer": wer / 2,
+                "domains": {"command": {"wer": command}, "open": {"wer": 2 * wer - command}}}
+    rows = wr.average_sweep({"eval_dev_avg10": run(10, 0.535, 0.334), "eval_dev_avg1": run(1, 0.561, 0.362),
+                             "eval_dev_avg5": run(5, 0.527, 0.327)})
+    body = [r for r in rows if r.startswith("| ") and r[2].isdigit()]
+    assert [r.split("|")[1].strip() for r in body] == ["1", "5", "10"]
+    assert body[1].split("|")[2].strip() == "1200"  # steps covered: 4 gaps of 300
+    assert "| 52.7 | 32.7 | 72.7 |" in body[1]
+    assert any(r.startswith("Lowest dev WER: 5 checkpoints") for r in rows)
