@@ -41,6 +41,8 @@ flags.DEFINE_integer("lm_order", 6, "Order of the fusion LM (token n-gram, inter
                      allow_override=True)
 flags.DEFINE_float("lm_weight", 0.0, "Shallow-fusion LM weight (0 = no LM; needs --beam_size > 1).",
                    allow_override=True)
+flags.DEFINE_integer("lm_min_count", 1, "Decode with the LM as shipped after count pruning "
+                     "(`TokenNgramLM.to_backoff(min_count=)`; 1 = the fitted LM itself).", lower_bound=1)
 flags.DEFINE_float("lm_length_bonus", 0.0, "Score added per emitted token when fusing an LM.",
                    allow_override=True)
 flags.DEFINE_integer("max_utterances", 0, "Decode only the first N utterances (0 = all).")
@@ -73,9 +75,10 @@ def score(pairs) -> dict:
 
 
 def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: float, length_bonus: float,
-               beam_size: int):
-    """The `ShallowFusion` of a token LM fitted on `lm_train_manifest`'s transcripts, or None when
-    `weight` is 0. Raises ValueError naming the flag when the settings cannot work."""
+               beam_size: int, min_count: int = 1):
+    """The `ShallowFusion` of a token LM fitted on `lm_train_manifest`'s transcripts (pruned as
+    shipped when `min_count` > 1), or None when `weight` is 0. Raises ValueError naming the flag
+    when the settings cannot work."""
     if weight == 0.0:
         return None
     if beam_size < 2:
@@ -85,20 +88,23 @@ def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: 
     from tf_todm.data.manifest import read_manifest
     from tf_todm.decoding import ShallowFusion, fit_token_lm
     lm = fit_token_lm([u.text for u in read_manifest(lm_train_manifest)], tokenizer, order)
+    if min_count > 1:
+        from tf_todm.decoding.token_ngram import BackoffTokenLM
+        lm = BackoffTokenLM(lm.to_backoff(min_count=min_count))
     return ShallowFusion(lm, weight, length_bonus)
 
 
 def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, batch_size: int = 16,
                  max_utterances: int = 0, calibration_manifest: Optional[str] = None,
                  lm_train_manifest: Optional[str] = None, lm_order: int = 6, lm_weight: float = 0.0,
-                 lm_length_bonus: float = 0.0, average_last: int = 1) -> dict:
+                 lm_length_bonus: float = 0.0, average_last: int = 1, lm_min_count: int = 1) -> dict:
     from tf_todm.data.manifest import read_manifest
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
     utterances = read_manifest(manifest)
     if max_utterances:
         utterances = utterances[:max_utterances]
     tokenizer = load_run_tokenizer(run_dir)
-    fusion = fusion_for(tokenizer, lm_train_manifest, lm_order, lm_weight, lm_length_bonus, beam_size)
+    fusion = fusion_for(tokenizer, lm_train_manifest, lm_order, lm_weight, lm_length_bonus, beam_size, lm_min_count)
     calibration = None
     if subnet is not None and calibration_manifest:
         from tf_todm.models.batch_norm_calibration import calibration_batches
@@ -111,7 +117,7 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
               "beam_size": beam_size, "average_last": average_last, "domains": {}, "speakers": {}, "hypotheses": []}
     if fusion is not None:
         result["lm"] = {"train_manifest": os.path.abspath(lm_train_manifest), "order": lm_order,
-                        "weight": lm_weight, "length_bonus": lm_length_bonus}
+                        "weight": lm_weight, "length_bonus": lm_length_bonus, "min_count": lm_min_count}
     decoded = {}  # (domain, speaker) -> [(reference, hypothesis)]
     start, done = time.perf_counter(), 0
     for index, ((domain, speaker), utts) in enumerate(sorted(groups.items())):
@@ -166,7 +172,8 @@ def main(argv):
             subnet = SubnetConfig.from_dict(json.loads(text))
         result = evaluate_run(FLAGS.run_dir, FLAGS.manifest, subnet, FLAGS.beam_size, FLAGS.batch_size,
                               FLAGS.max_utterances, FLAGS.calibration_manifest, FLAGS.lm_train_manifest,
-                              FLAGS.lm_order, FLAGS.lm_weight, FLAGS.lm_length_bonus, FLAGS.average_last)
+                              FLAGS.lm_order, FLAGS.lm_weight, FLAGS.lm_length_bonus, FLAGS.average_last,
+                              FLAGS.lm_min_count)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -64,6 +64,8 @@ _LM_ORDER = flags.DEFINE_integer("lm_order", 6, "Order of the shipped token n-gr
 _LM_WEIGHT = flags.DEFINE_float("lm_weight", 0.7, "Shallow-fusion weight recorded with the shipped LM.")
 _LM_BONUS = flags.DEFINE_float("lm_length_bonus", 1.5, "Per-token bonus recorded with the shipped LM.")
 _LM_BEAM = flags.DEFINE_integer("lm_beam_size", 4, "Beam width recorded with the shipped LM.")
+_LM_MIN_COUNT = flags.DEFINE_integer("lm_min_count", 1, "Prune the shipped LM's n-grams (orders >= 2) seen fewer "
+                                     "times than this (1 = keep all).")
 _QAT_BATCH = flags.DEFINE_integer("qat_batch_size", 8, "Utterances per QAT batch.")
 _QAT_UTTS = flags.DEFINE_integer("qat_utterances", 256, "QAT uses the first N --train_manifest utterances.")
 
@@ -198,6 +200,8 @@ def check_lm_flags() -> None:
         raise CliError(f"--lm_order={_LM_ORDER.value}: expected >= 1")
     if _LM_WEIGHT.value <= 0:
         raise CliError(f"--lm_weight={_LM_WEIGHT.value}: expected > 0 for a shipped LM")
+    if _LM_MIN_COUNT.value < 1:
+        raise CliError(f"--lm_min_count={_LM_MIN_COUNT.value}: expected >= 1")
     if _LM_BEAM.value < 2:
         raise CliError(f"--lm_beam_size={_LM_BEAM.value}: expected >= 2 (fusion runs inside beam search)")
     if not os.path.isfile(_LM_MANIFEST.value):
@@ -211,7 +215,8 @@ def ship_lm(tokenizer_path: str) -> dict:
     from tf_todm.decoding.token_ngram import fit_token_lm
     from tf_todm.export.bundle import add_token_lm
     lm = fit_token_lm([u.text for u in read_manifest(_LM_MANIFEST.value)], Tokenizer(tokenizer_path), _LM_ORDER.value)
-    return add_token_lm(_OUT_DIR.value, _NAME.value, lm, _LM_WEIGHT.value, _LM_BONUS.value, _LM_BEAM.value)
+    return add_token_lm(_OUT_DIR.value, _NAME.value, lm, _LM_WEIGHT.value, _LM_BONUS.value, _LM_BEAM.value,
+                        min_count=_LM_MIN_COUNT.value)
 
 
 def main(argv):

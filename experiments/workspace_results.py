@@ -209,6 +209,31 @@ section("Issue 3: the 5 averaged checkpoints, beam search (4) + 6-gram token LM 
         "--output_json=artifacts/single_45min_8h_keep10/eval_test_avg5_beam4_lm.json")(single_model)
 
 
+def lm_pruning(files: dict) -> list[str]:
+    """Rows of `experiments.lm_pruning` results {stem: JSON}: file size, n-grams and dev
+    cross-entropy per pruning threshold, one block per corpus."""
+    rows = []
+    for stem, d in sorted(files.items()):
+        domains = list(d["rows"][0]["nats_per_token"])
+        rows += [f"`{stem}` ({d['order']}-gram; cross-entropy on {os.path.basename(d['manifest'])} of "
+                 f"{os.path.basename(os.path.dirname(d['manifest']))}):", "",
+                 "| min count | gzipped KiB | n-grams | " + " | ".join(f"{dom} nats/token" for dom in domains) + " |",
+                 "|---|---|---|" + "---|" * len(domains)]
+        rows += [f"| {r['min_count']} | {r['bytes'] / 1024:.0f} | {r['ngrams']} | " +
+                 " | ".join(f"{r['nats_per_token'][dom]:.3f}" for dom in domains) + " |" for r in d["rows"]]
+        rows.append("")
+    return rows[:-1]
+
+
+section("Shipped token LM: size vs dev cross-entropy under count pruning", "lm_pruning/*.json",
+        "python -m experiments.lm_pruning --run_dir=artifacts/single_45min_8h --manifest=artifacts/corpus_8h/dev.jsonl "
+        "--lm_train_manifest=artifacts/corpus_8h/train.jsonl --min_counts=1,2,3,5 "
+        "--pruning_json=artifacts/lm_pruning/corpus_8h.json; python -m experiments.lm_pruning "
+        "--run_dir=artifacts/demo/supernet --manifest=artifacts/demo/corpus/dev.jsonl "
+        "--lm_train_manifest=artifacts/demo/corpus/train.jsonl --min_counts=1,2,3,5 "
+        "--pruning_json=artifacts/lm_pruning/corpus_2h_demo.json")(lm_pruning)
+
+
 def speaker_rows(d) -> list[str]:
     """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
     speakers = d.get("speakers") or {}

@@ -127,3 +127,28 @@ def test_backoff_file_errors_name_the_file(tmp_path):
         f.write('{"format": "arpa"}')
     with pytest.raises(ValueError, match="other.json.gz: not a tf_todm-token-ngram-backoff/1 model"):
         load_backoff(str(other))
+
+
+def test_pruned_backoff_stays_normalised_and_keeps_the_stored_probabilities():
+    """min_count=2 drops n-grams (orders >= 2) seen once; every distribution still sums to 1 (the
+    back-off weights are renormalised) and the kept n-grams keep the fitted probabilities."""
+    from tf_todm.decoding.token_ngram import BackoffTokenLM
+    vocab, order = 6, 3
+    corpus = random_corpus(5, vocab, n=80)
+    lm = TokenNgramLM.fit(corpus, vocab_size=vocab, order=order)
+    full, pruned = lm.to_backoff(digits=12), lm.to_backoff(digits=12, min_count=2)
+    assert sum(len(r[2]) for rows in pruned["orders"] for r in rows) < sum(len(r[2]) for rows in full["orders"]
+                                                                           for r in rows)
+    small = BackoffTokenLM(pruned)
+    kept = {(tuple(c), w): lp for rows in pruned["orders"][order - 1:] for c, _, ws, lps in rows
+            for w, lp in zip(ws, lps)}
+    assert kept
+    for history in [list(h) for h in itertools.product(range(1, vocab), repeat=2)] + [[], [3]]:
+        probs = np.exp(small.log_probs(history))
+        assert probs[BLANK_ID] == 0 and np.sum(probs) == pytest.approx(1.0, abs=1e-9), history
+        context = lm.context(history)
+        for w in range(1, vocab + 1):
+            if (context, w) in kept:
+                assert small.log_probs(history)[w] == pytest.approx(lm.log_probs(history)[w], abs=1e-9)
+    with pytest.raises(ValueError, match="min_count=0"):
+        lm.to_backoff(min_count=0)

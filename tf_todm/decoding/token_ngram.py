@@ -143,20 +143,49 @@ class TokenNgramLM:
         """log p(tokens, end) in nats."""
         return _sequence_log_prob(self, tokens)
 
-    def to_backoff(self, digits: int = 6) -> dict:
+    def to_backoff(self, digits: int = 6, min_count: int = 1) -> dict:
         """The model in backoff form (module docstring), JSON-serialisable: {"format", "order",
         "vocab_size", "end_id", "begin_id", "orders": [order 1 rows, ..., order n rows]}, a row being
-        [context ids, log back-off weight, next ids, log-probabilities]; logs rounded to `digits`."""
-        orders = []
+        [context ids, log back-off weight, next ids, log-probabilities]; logs rounded to `digits`.
+
+        `min_count` > 1 prunes: at orders >= 2 only next symbols counted at least `min_count` times
+        are stored (their interpolated probabilities unchanged), and each context's back-off weight
+        is renormalised, (1 - sum of its stored p) / (1 - sum of the pruned lower order's p over
+        them), so every distribution still sums to 1. With `min_count=1` that weight is
+        D_k T_k(c) / N_k(c .) and the backoff form equals the fitted model."""
+        if min_count < 1:
+            raise ValueError(f"to_backoff: min_count={min_count}, expected >= 1")
+        tables = []  # the pruned tables written so far, lowest order first
         for k in range(1, self.order + 1):
-            rows = []
-            for context, (words, _, total, types) in sorted(self._tables[k - 1].items()):
-                logs = np.log(self._probs(context)[words])
-                rows.append([list(context), round(math.log(self.discounts[k - 1] * types / total), digits),
-                             words.tolist(), [round(float(x), digits) for x in logs]])
-            orders.append(rows)
+            table = {}
+            for context, (words, counts, _, _) in sorted(self._tables[k - 1].items()):
+                keep = counts >= min_count if k > 1 else np.ones(len(words), bool)
+                if not keep.any():
+                    continue  # the whole context backs off (weight 1)
+                probs = self._probs(context)[words[keep]]
+                lower = np.exp(_backoff_log_probs(tables, context[1:], self.vocab_size))[words[keep]]
+                bow = max(1.0 - probs.sum(), 1e-12) / max(1.0 - lower.sum(), 1e-12)
+                table[context] = (math.log(bow), words[keep], np.log(probs))
+            tables.append(table)
+        orders = [[[list(c), round(bow, digits), w.tolist(), [round(float(x), digits) for x in logs]]
+                   for c, (bow, w, logs) in table.items()] for table in tables]
         return {"format": BACKOFF_FORMAT, "order": self.order, "vocab_size": self.vocab_size, "end_id": self.end,
                 "begin_id": _BEGIN, "orders": orders}
+
+
+def _backoff_log_probs(tables: list, context: tuple, vocab_size: int) -> np.ndarray:
+    """log p(. | context) of a backoff model whose tables (order 1 first) cover orders
+    1..len(context)+1: start from uniform over the tokens + end; for each order whose context (the
+    last k-1 symbols) is stored, add its back-off weight and overwrite its stored next symbols.
+    float64 [vocab_size + 1]; the blank entry is not meaningful (callers set it)."""
+    logs = np.full(vocab_size + 1, -math.log(vocab_size))
+    for k in range(1, min(len(tables), len(context) + 1) + 1):
+        entry = tables[k - 1].get(context[len(context) - (k - 1):] if k > 1 else ())
+        if entry is not None:
+            bow, words, word_logs = entry
+            logs = logs + bow
+            logs[words] = word_logs
+    return logs
 
 
 def _sequence_log_prob(lm, tokens: Sequence[int]) -> float:
@@ -192,13 +221,7 @@ class BackoffTokenLM:
         context = ((self._begin,) * n + tuple(int(t) for t in history))[len(history):] if n else ()
         logs = self._log_cache.get(context)
         if logs is None:
-            logs = np.full(self.vocab_size + 1, -math.log(self.vocab_size))
-            for k in range(1, self.order + 1):
-                entry = self._tables[k - 1].get(context[len(context) - (k - 1):] if k > 1 else ())
-                if entry is not None:
-                    bow, words, word_logs = entry
-                    logs = logs + bow
-                    logs[words] = word_logs
+            logs = _backoff_log_probs(self._tables, context, self.vocab_size)
             logs[BLANK_ID] = -np.inf
             self._log_cache[context] = logs
         return logs
@@ -208,10 +231,10 @@ class BackoffTokenLM:
         return _sequence_log_prob(self, tokens)
 
 
-def save_backoff(lm: TokenNgramLM, path: str) -> str:
-    """Writes `lm.to_backoff()` as gzipped JSON (`<...>.json.gz`); returns `path`."""
+def save_backoff(lm: TokenNgramLM, path: str, min_count: int = 1) -> str:
+    """Writes `lm.to_backoff(min_count=min_count)` as gzipped JSON (`<...>.json.gz`); returns `path`."""
     with gzip.open(path, "wt", encoding="utf-8") as f:
-        json.dump(lm.to_backoff(), f, separators=(",", ":"))
+        json.dump(lm.to_backoff(min_count=min_count), f, separators=(",", ":"))
     return path
 
 

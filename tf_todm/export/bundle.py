@@ -100,10 +100,11 @@ def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=Non
 
 
 def add_token_lm(out_dir: str, name: str, lm, weight: float, length_bonus: float, beam_size: int,
-                 file_name: str = "lm.json.gz") -> dict:
+                 file_name: str = "lm.json.gz", min_count: int = 1) -> dict:
     """Ships a token LM with a bundle: writes `lm` (a fitted `TokenNgramLM`, over the bundle
-    tokenizer's ids) in backoff form to `out_dir/file_name` and records it, with the fusion
-    settings, as the `lm` field of every `<name>.<mode>.json` sidecar there. Returns that field."""
+    tokenizer's ids) in backoff form to `out_dir/file_name` (`min_count` > 1 prunes n-grams seen
+    fewer times, `TokenNgramLM.to_backoff`) and records it, with the fusion settings, as the `lm`
+    field of every `<name>.<mode>.json` sidecar there. Returns that field."""
     from tf_todm.decoding.token_ngram import save_backoff
     if weight <= 0 or beam_size < 2:
         raise BundleError(f"add_token_lm: weight={weight}, beam_size={beam_size}; expected weight > 0 and "
@@ -112,9 +113,9 @@ def add_token_lm(out_dir: str, name: str, lm, weight: float, length_bonus: float
                    if os.path.basename(p)[len(name) + 1:-len(".json")] in convert_lib.MODES)
     if not paths:
         raise BundleError(f"{out_dir}: no {name}.<mode>.json sidecar to add the LM to")
-    path = save_backoff(lm, os.path.join(out_dir, file_name))
+    path = save_backoff(lm, os.path.join(out_dir, file_name), min_count=min_count)
     field = {"file": file_name, "order": int(lm.order), "weight": float(weight), "length_bonus": float(length_bonus),
-             "beam_size": int(beam_size), "size_bytes": os.path.getsize(path)}
+             "beam_size": int(beam_size), "min_count": int(min_count), "size_bytes": os.path.getsize(path)}
     for side_path in paths:
         sidecar_lib.write_sidecar(side_path, dict(sidecar_lib.load_sidecar(side_path), lm=field))
     return field
