@@ -161,6 +161,15 @@ section("Issue 3: the same run's last 3 checkpoints averaged (all it kept; one s
         "--output_json=artifacts/single_45min_8h/eval_test_avg3.json")(single_model)
 
 
+section("Issue 3: LM fusion retuned on dev for the 5 averaged checkpoints (weight x bonus grid around the earlier "
+        "choice)", "single_45min_8h_keep10/lm_fusion_dev_avg5.json",
+        "python -m experiments.tune_lm_fusion --run_dir=artifacts/single_45min_8h_keep10 --average_last=5 "
+        "--manifest=artifacts/corpus_8h/dev.jsonl --lm_train_manifest=artifacts/corpus_8h/train.jsonl "
+        "--beam_size=4 --max_utterances=200 --lm_weights=0.5,0.7,0.9 --lm_length_bonuses=1.5,2.0,2.5 "
+        "--tune_json=artifacts/single_45min_8h_keep10/lm_fusion_dev_avg5.json"
+        )(lambda d: lm_fusion_tuning(d) + ["", "Plot: `artifacts/single_45min_8h_keep10/lm_fusion_dev_avg5.png`."])
+
+
 def average_sweep(files: dict) -> list[str]:
     """Rows of `evaluate_run` results {"eval_dev_avgN": JSON}: dev WER per number of averaged
     checkpoints, and the N with the lowest overall dev WER."""
@@ -207,6 +216,15 @@ section("Issue 3: the 5 averaged checkpoints, beam search (4) + 6-gram token LM 
         "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
         "--lm_train_manifest=artifacts/corpus_8h/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5 "
         "--output_json=artifacts/single_45min_8h_keep10/eval_test_avg5_beam4_lm.json")(single_model)
+
+
+section("Issue 3: the 5 averaged checkpoints, beam search (4) + 6-gram token LM with the retuned setting "
+        "(weight 0.9, bonus 1.5), test split of the 8-h corpus",
+        "single_45min_8h_keep10/eval_test_avg5_beam4_lm_retuned.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_keep10 "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
+        "--lm_train_manifest=artifacts/corpus_8h/train.jsonl --lm_weight=0.9 --lm_length_bonus=1.5 "
+        "--output_json=artifacts/single_45min_8h_keep10/eval_test_avg5_beam4_lm_retuned.json")(single_model)
 
 
 def lm_pruning(files: dict) -> list[str]:
