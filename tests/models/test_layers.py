@@ -130,4 +130,5 @@ def test_stack_subsampling_matches_numpy_and_ignores_padding():
     np.testing.assert_allclose(sub(noisy, lengths).numpy()[1, :2], got[1, :2], atol=1e-6)
     state = sub.init_state(2)
     streamed = [sub.stream_step(x[:, 4 * c: 4 * c + 4], state)[0].numpy() for c in range(2)]
-    np.testing.assert_allclose(np.concatenate(streamed, 1)[0], got[0, :2], atol=1e-6)
+    # float32 of magnitude ~3 through a 20-wide matmul in two kernel layouts: rtol at float32 eps scale
+    np.testing.assert_allclose(np.concatenate(streamed, 1)[0], got[0, :2], rtol=1e-5, atol=1e-6)
