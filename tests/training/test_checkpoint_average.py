@@ -8,8 +8,8 @@ import tensorflow as tf
 
 from tf_todm.models.testing import tiny_config
 from tf_todm.models.transducer import Transducer
-from tf_todm.training.checkpoints import Checkpointer, TrainState
-from tf_todm.training.restore import RunFolderError, average_weights, load_trained_model, run_checkpoints
+from tf_todm.training.checkpoints import Checkpointer, TrainState, listed_checkpoints
+from tf_todm.training.restore import RunFolderError, average_weights, load_trained_model
 
 
 def _run_folder(tmp_path, num_checkpoints=3):
@@ -50,7 +50,7 @@ def test_average_weights_refuses_mismatched_shapes():
 
 def test_load_trained_model_averages_the_newest_checkpoints(tmp_path):
     run_dir, saved = _run_folder(tmp_path)
-    assert len(run_checkpoints(run_dir)) == 3
+    assert len(listed_checkpoints(os.path.join(run_dir, "ckpt"))) == 3
     newest = load_trained_model(run_dir).get_weights()
     for got, want in zip(newest, saved[-1]):
         np.testing.assert_array_equal(got, want)

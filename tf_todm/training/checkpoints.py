@@ -93,6 +93,12 @@ def kept_checkpoints(listed: List[str], new: str, max_to_keep: int) -> List[str]
     return ordered[-max_to_keep:]
 
 
+def listed_checkpoints(directory: str) -> List[str]:
+    """Checkpoint paths the `checkpoint` index in `directory` lists, oldest first (empty if none)."""
+    index = tf.train.get_checkpoint_state(directory)
+    return list(index.all_model_checkpoint_paths) if index is not None else []
+
+
 class Checkpointer:
     """`tf.train.Checkpoint` of (model, optimizer, state), saved as `<directory>/ckpt-<step>`.
 
@@ -120,8 +126,7 @@ class Checkpointer:
     @property
     def checkpoints(self) -> List[str]:
         """Paths the index lists, oldest first (empty if nothing was saved)."""
-        index = tf.train.get_checkpoint_state(self.directory)
-        return list(index.all_model_checkpoint_paths) if index is not None else []
+        return listed_checkpoints(self.directory)
 
     @property
     def latest(self) -> Optional[str]:

@@ -36,12 +36,6 @@ def average_weights(weight_lists: Sequence[Sequence[np.ndarray]]) -> list:
     return averaged
 
 
-def run_checkpoints(run_dir: str) -> list:
-    """Checkpoint paths of a run folder's `ckpt/` index, oldest first."""
-    index = tf.train.get_checkpoint_state(os.path.join(run_dir, "ckpt"))
-    return list(index.all_model_checkpoint_paths) if index is not None else []
-
-
 def _read_checkpoint(model, path: str, config_path: str) -> None:
     try:
         status = tf.train.Checkpoint(model=model).read(path).expect_partial()  # Checkpointer writes
@@ -78,16 +72,17 @@ def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=Non
         raise RunFolderError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(saved, dict) or "model" not in saved:
         raise RunFolderError(f"{path}: no 'model' entry (the TransducerConfig of the run)")
-    model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
     if average_last < 1:
         raise RunFolderError(f"average_last={average_last}: expected >= 1 checkpoints to average")
+    model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
     if latest is None:
         raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
     if average_last == 1:
         _read_checkpoint(model, latest, path)
     else:
-        kept = run_checkpoints(run_dir)
+        from tf_todm.training.checkpoints import listed_checkpoints
+        kept = listed_checkpoints(os.path.join(run_dir, "ckpt"))
         if len(kept) < average_last:
             raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: holds {len(kept)} checkpoints, cannot "
                                  f"average the last {average_last}")
