@@ -100,6 +100,11 @@ class StreamResult:
         return self.compute_s / max(self.audio_s, 1e-9)
 
 
+def zero_states(specs: dict) -> dict:
+    """{name: zeros} for the sidecar's state specs {name: {"shape", "dtype"}}."""
+    return {k: np.zeros(v["shape"], np.dtype(v["dtype"])) for k, v in specs.items()}
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """float64 log-softmax over the last axis."""
     logits = np.asarray(logits, np.float64)
@@ -116,7 +121,7 @@ class LiteRTSteps:
         self.model, self.specs = model, predictor_states
 
     def initial_state(self) -> dict:
-        return {k: np.zeros(v["shape"], np.dtype(v["dtype"])) for k, v in self.specs.items()}
+        return zero_states(self.specs)
 
     def predict(self, tokens, states):
         """tokens [N], N state dicts -> (pred_proj [N, J], N state dicts)."""
@@ -174,9 +179,6 @@ class StreamingRecognizer:
                 raise ModelCheckError(f"front-end model has no 'frontend_step' signature "
                                       f"(has {self.frontend.signature_names})")
 
-    def _zeros(self, specs):
-        return {k: np.zeros(v["shape"], np.dtype(v["dtype"])) for k, v in specs.items()}
-
     def _greedy_frames(self, enc, pred, pred_states, tokens):
         """Greedy search over one chunk's frames enc [T, J]: appends the emitted ids to `tokens`;
         returns the predictor output and states after them."""
@@ -198,8 +200,8 @@ class StreamingRecognizer:
         if audio.ndim != 1:
             raise InputError(f"recognize: expected mono audio [N], got shape {list(audio.shape)}")
         prime, chunk = int(info["prime_samples"]), int(info["chunk_samples"])
-        enc_states = self._zeros(info["encoder_states"])
-        pred_states = self._zeros(info["predictor_states"])
+        enc_states = zero_states(info["encoder_states"])
+        pred_states = zero_states(info["predictor_states"])
         head = audio[:prime]
         pcm_cache = np.zeros([1, prime], np.float32)
         pcm_cache[0, : len(head)] = head
