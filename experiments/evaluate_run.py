@@ -85,9 +85,9 @@ def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: 
         raise ValueError(f"--lm_weight={weight} needs beam search (--beam_size > 1), got --beam_size={beam_size}")
     if not lm_train_manifest:
         raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM)")
-    from tf_todm.data.manifest import read_manifest
-    from tf_todm.decoding import ShallowFusion, fit_token_lm
-    lm = fit_token_lm([u.text for u in read_manifest(lm_train_manifest)], tokenizer, order)
+    from tf_todm.decoding import ShallowFusion
+    from tf_todm.decoding.token_ngram import fit_manifest_lm
+    lm = fit_manifest_lm(lm_train_manifest, tokenizer, order)
     if min_count > 1:
         from tf_todm.decoding.token_ngram import BackoffTokenLM
         lm = BackoffTokenLM(lm.to_backoff(min_count=min_count))

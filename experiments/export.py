@@ -210,11 +210,10 @@ def check_lm_flags() -> None:
 
 def ship_lm(tokenizer_path: str) -> dict:
     """Fits the token LM on --lm_train_manifest and adds it to the bundle (`bundle.add_token_lm`)."""
-    from tf_todm.data.manifest import read_manifest
     from tf_todm.data.tokenizer import Tokenizer
-    from tf_todm.decoding.token_ngram import fit_token_lm
+    from tf_todm.decoding.token_ngram import fit_manifest_lm
     from tf_todm.export.bundle import add_token_lm
-    lm = fit_token_lm([u.text for u in read_manifest(_LM_MANIFEST.value)], Tokenizer(tokenizer_path), _LM_ORDER.value)
+    lm = fit_manifest_lm(_LM_MANIFEST.value, Tokenizer(tokenizer_path), _LM_ORDER.value)
     return add_token_lm(_OUT_DIR.value, _NAME.value, lm, _LM_WEIGHT.value, _LM_BONUS.value, _LM_BEAM.value,
                         min_count=_LM_MIN_COUNT.value)
 

@@ -29,10 +29,10 @@ flags.DEFINE_string("pruning_json", None, "Result JSON.")
 
 def compare(run_dir: str, manifest: str, lm_train_manifest: str, order: int, min_counts) -> dict:
     from tf_todm.data.manifest import read_manifest
-    from tf_todm.decoding.token_ngram import fit_token_lm, load_backoff, save_backoff
+    from tf_todm.decoding.token_ngram import fit_manifest_lm, load_backoff, save_backoff
     from tf_todm.training.restore import load_run_tokenizer
     tokenizer = load_run_tokenizer(run_dir)
-    lm = fit_token_lm([u.text for u in read_manifest(lm_train_manifest)], tokenizer, order)
+    lm = fit_manifest_lm(lm_train_manifest, tokenizer, order)
     texts_by_domain = {}
     for u in read_manifest(manifest):
         texts_by_domain.setdefault(u.domain or "all", []).append(u.text)

@@ -123,11 +123,7 @@ class TokenNgramLM:
 
     def context(self, history: Sequence[int]) -> tuple:
         """The last order-1 symbols of `history`, padded with begin symbols."""
-        n = self.order - 1
-        if n == 0:
-            return ()
-        padded = (_BEGIN,) * n + tuple(int(t) for t in history)
-        return padded[-n:]
+        return _history_context(history, self.order)
 
     def log_probs(self, history: Sequence[int]) -> np.ndarray:
         """log p(. | history), float64 [vocab_size + 1]; blank -inf, end-of-sentence last. The
@@ -173,6 +169,14 @@ class TokenNgramLM:
                 "begin_id": _BEGIN, "orders": orders}
 
 
+def _history_context(history: Sequence[int], order: int) -> tuple:
+    """The last order-1 symbols of `history`, padded with begin symbols."""
+    n = order - 1
+    if n == 0:
+        return ()
+    return ((_BEGIN,) * n + tuple(int(t) for t in history))[-n:]
+
+
 def _backoff_log_probs(tables: list, context: tuple, vocab_size: int) -> np.ndarray:
     """log p(. | context) of a backoff model whose tables (order 1 first) cover orders
     1..len(context)+1: start from uniform over the tokens + end; for each order whose context (the
@@ -207,7 +211,8 @@ class BackoffTokenLM:
                              f"{backoff.get('format') if isinstance(backoff, dict) else type(backoff).__name__!r})")
         self.order, self.vocab_size = int(backoff["order"]), int(backoff["vocab_size"])
         self.end = int(backoff["end_id"])
-        self._begin = int(backoff["begin_id"])
+        if int(backoff["begin_id"]) != _BEGIN:
+            raise ValueError(f"{source}: begin_id {backoff['begin_id']}, expected {_BEGIN}")
         if len(backoff["orders"]) != self.order:
             raise ValueError(f"{source}: {len(backoff['orders'])} orders of rows, expected {self.order}")
         self._tables = [{tuple(context): (float(bow), np.asarray(words, np.int64), np.asarray(logs, np.float64))
@@ -217,8 +222,7 @@ class BackoffTokenLM:
     def log_probs(self, history: Sequence[int]) -> np.ndarray:
         """log p(. | history), float64 [vocab_size + 1]; blank -inf, end-of-sentence last (cached:
         do not modify)."""
-        n = self.order - 1
-        context = ((self._begin,) * n + tuple(int(t) for t in history))[len(history):] if n else ()
+        context = _history_context(history, self.order)
         logs = self._log_cache.get(context)
         if logs is None:
             logs = _backoff_log_probs(self._tables, context, self.vocab_size)
@@ -252,3 +256,9 @@ def fit_token_lm(texts: Iterable[str], tokenizer, order: int = 4) -> TokenNgramL
     """A `TokenNgramLM` over `tokenizer`'s ids, fitted on `texts` (training transcripts)."""
     sequences = tokenizer.encode([t for t in texts if t and t.strip()])
     return TokenNgramLM.fit(sequences, tokenizer.vocab_size, order)
+
+
+def fit_manifest_lm(manifest_path: str, tokenizer, order: int = 4) -> TokenNgramLM:
+    """`fit_token_lm` on the transcripts of a JSONL manifest (the training split)."""
+    from tf_todm.data.manifest import read_manifest
+    return fit_token_lm([u.text for u in read_manifest(manifest_path)], tokenizer, order)

@@ -62,14 +62,13 @@ def fusion_from_spec(lm: dict | None, tokenizer, side_path: str):
     if float(lm["weight"]) <= 0.0:
         raise EvaluationError(f"LM weight {lm['weight']}: expected > 0 (leave the LM out instead)")
     from tf_todm.decoding.beam import ShallowFusion
-    from tf_todm.decoding.token_ngram import fit_token_lm, load_backoff
+    from tf_todm.decoding.token_ngram import fit_manifest_lm, load_backoff
     if "file" in lm:
         token_lm = load_backoff(lm["file"])
     else:
         if tokenizer is None:
             raise EvaluationError(f"{side_path}: tokenizer_file is null; an LM over tokens needs the tokenizer")
-        from tf_todm.data.manifest import read_manifest
-        token_lm = fit_token_lm([u.text for u in read_manifest(lm["train_manifest"])], tokenizer, int(lm["order"]))
+        token_lm = fit_manifest_lm(lm["train_manifest"], tokenizer, int(lm["order"]))
     if tokenizer is not None and token_lm.vocab_size != tokenizer.vocab_size:
         raise EvaluationError(f"LM over {token_lm.vocab_size} token ids, the bundle's tokenizer has "
                               f"{tokenizer.vocab_size}: not the same tokenizer")
