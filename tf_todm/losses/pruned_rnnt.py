@@ -60,12 +60,13 @@ def simple_lattice_log_probs(am, lm, labels, blank=BLANK_ID):
     return blank_lp, label_lp
 
 
-def rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths, blank=BLANK_ID):
+def rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=True):
     """RNN-T loss of the trivial joiner `logits(t, u) = am[t] + lm[u]`.
 
     Args:
       am: float32 [B, T, V]; lm: float32 [B, U+1, V]; labels: int32 [B, U];
       logit_lengths, label_lengths: int32 [B].
+      jit: XLA-compile the forward-backward recursion (`rnnt.transducer_forward_backward`).
 
     Returns:
       (loss [B], (blank_occupancy [B, T, U+1], label_occupancy [B, T, U+1])). The loss is
@@ -78,7 +79,7 @@ def rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths, blank=BLANK_I
     check_rank("lm", lm, 3, "rnnt_loss_simple")
     blank_lp, label_lp = simple_lattice_log_probs(am, lm, labels, blank)
     loss, occ_blank, occ_label = transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths,
-                                                              label_lengths)
+                                                              label_lengths, jit=jit)
     return loss, (occ_blank, occ_label)
 
 
@@ -171,7 +172,8 @@ def pruned_rnnt_loss(pruned_logits, ranges, labels, logit_lengths, label_lengths
       pruned_logits: float32 [B, T, S, V], joiner output at nodes (t, ranges[b, t, s]).
       ranges: int32 [B, T, S] from `get_prune_ranges` (consecutive label positions per frame).
       labels: int32 [B, U]; logit_lengths, label_lengths: int32 [B].
-      jit: XLA-fuse the vocabulary-axis work (see `rnnt.gather_log_probs`).
+      jit: XLA-fuse the vocabulary-axis work (see `rnnt.gather_log_probs`) and XLA-compile the
+        forward-backward recursion.
 
     Returns:
       float32 [B] NLL, >= the exact loss; equal when the band covers every node.
@@ -186,7 +188,7 @@ def pruned_rnnt_loss(pruned_logits, ranges, labels, logit_lengths, label_lengths
     blank_band, label_band = gather_log_probs(pruned_logits, symbols, blank, jit=jit)
     blank_lp = band_to_lattice(blank_band, ranges, label_lengths, width)
     label_lp = band_to_lattice(label_band, ranges, label_lengths, width)
-    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths)
+    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths, jit=jit)
 
 
 def gather_band(pred_proj, ranges):
@@ -214,7 +216,7 @@ def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, lo
       are chosen from the simple loss' occupancies (no gradient flows through them).
     """
     simple_loss, occupancy = rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths,
-                                              blank)
+                                              blank, jit=jit)
     ranges = get_prune_ranges(occupancy, logit_lengths, label_lengths, prune_range)
     frames = tf.shape(enc_proj)[1]
     enc_band = tf.broadcast_to(enc_proj[:, :, None, :],

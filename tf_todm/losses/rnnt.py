@@ -19,6 +19,7 @@ Lattice convention (same as torchaudio / k2): node (t, u) emits blank to (t+1, u
 import tensorflow as tf
 
 from tf_todm.constants import BLANK_ID
+from tf_todm.losses.shape_buckets import crop, dynamic_axes, pad_axes_to_buckets
 
 NEG_INF = -1e30
 """Stand-in for log(0): finite, so sums of a few of them stay finite in float32."""
@@ -73,16 +74,7 @@ def _valid_nodes(num_diag, width, logit_lengths, label_lengths):
             & (u <= label_lengths[None, :, None]))
 
 
-@tf.function(
-    input_signature=[
-        tf.TensorSpec([None, None, None], tf.float32),
-        tf.TensorSpec([None, None, None], tf.float32),
-        tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([None], tf.int32),
-    ],
-    reduce_retracing=True,
-)
-def _forward_backward(blank_lp, label_lp, logit_lengths, label_lengths):
+def _forward_backward_body(blank_lp, label_lp, logit_lengths, label_lengths):
     """Returns (nll [B], blank occupancy [B,T,U1], label occupancy [B,T,U1])."""
     batch, frames, width = tf.shape(blank_lp)[0], tf.shape(blank_lp)[1], tf.shape(blank_lp)[2]
     # One extra (all log(0)) frame hosts the virtual end node (T_b, U_b) with beta = 0.
@@ -102,8 +94,10 @@ def _forward_backward(blank_lp, label_lp, logit_lengths, label_lengths):
         cur = logaddexp(from_blank, from_label)
         return d + 1, cur, arr.write(d, cur)
 
+    # maximum_iterations: XLA needs the TensorArray's bound when a tape records the loop.
     _, _, alphas = tf.while_loop(
-        lambda d, *_: d < num_diag, alpha_step, [tf.constant(1), alpha0, alphas])
+        lambda d, *_: d < num_diag, alpha_step, [tf.constant(1), alpha0, alphas],
+        maximum_iterations=num_diag)
     alpha_s = alphas.stack()  # (D, B, U1)
 
     valid = _valid_nodes(num_diag, width, logit_lengths, label_lengths)
@@ -125,7 +119,7 @@ def _forward_backward(blank_lp, label_lp, logit_lengths, label_lengths):
         return d - 1, cur, arr.write(d, cur)
 
     _, _, betas = tf.while_loop(
-        lambda d, *_: d >= 0, beta_step, [num_diag - 2, last, betas])
+        lambda d, *_: d >= 0, beta_step, [num_diag - 2, last, betas], maximum_iterations=num_diag)
     beta_s = betas.stack()  # (D, B, U1)
 
     log_lik = beta_s[0, :, 0]  # (B,)
@@ -143,25 +137,55 @@ def _forward_backward(blank_lp, label_lp, logit_lengths, label_lengths):
     return -log_lik, occ_blank, occ_label
 
 
-def transducer_forward_backward(blank_lp, label_lp, logit_lengths, label_lengths):
+_LATTICE_SIGNATURE = [
+    tf.TensorSpec([None, None, None], tf.float32),
+    tf.TensorSpec([None, None, None], tf.float32),
+    tf.TensorSpec([None], tf.int32),
+    tf.TensorSpec([None], tf.int32),
+]
+_forward_backward = tf.function(_forward_backward_body, input_signature=_LATTICE_SIGNATURE,
+                                reduce_retracing=True)
+# The same recursion compiled by XLA: the anti-diagonal loop runs as one compiled loop instead of
+# ~10 TF ops per diagonal. Compiled once per input shape, so callers pad to bucket sizes.
+_forward_backward_xla = tf.function(_forward_backward_body, input_signature=_LATTICE_SIGNATURE,
+                                    jit_compile=True)
+
+
+def _padded_forward_backward_xla(blank_lp, label_lp, logit_lengths, label_lengths):
+    """`_forward_backward_xla` on [B, T, U1] padded to bucket sizes (padded utterances have 0
+    frames and 0 labels, padded nodes log(0)); results cropped back. Exact: nodes past an
+    utterance's lengths never enter its likelihood or occupancies."""
+    shape = tf.shape(blank_lp)
+    blank_lp, label_lp = tf.stop_gradient(blank_lp), tf.stop_gradient(label_lp)  # see transducer_nll
+    blank_p = pad_axes_to_buckets(blank_lp, [0, 1, 2], NEG_INF)
+    label_p = pad_axes_to_buckets(label_lp, [0, 1, 2], NEG_INF)
+    logit_p = pad_axes_to_buckets(logit_lengths, [0], 0)
+    label_len_p = pad_axes_to_buckets(label_lengths, [0], 0)
+    nll, occ_blank, occ_label = _forward_backward_xla(blank_p, label_p, logit_p, label_len_p)
+    return crop(nll, shape[:1]), crop(occ_blank, shape), crop(occ_label, shape)
+
+
+def transducer_forward_backward(blank_lp, label_lp, logit_lengths, label_lengths, jit=False):
     """Forward-backward on a transducer lattice (no gradient).
 
     Args:
       blank_lp: float32 [B, T, U+1], log-prob of emitting blank at node (t, u).
       label_lp: float32 [B, T, U+1], log-prob of emitting labels[u] at (t, u) (column U unused).
       logit_lengths, label_lengths: int32 [B].
+      jit: run the recursion compiled by XLA on bucket-padded shapes (same values; faster on CPU
+        once a bucket shape is compiled). False: plain TF while loops.
 
     Returns:
       (nll [B], occupancy of each blank transition [B,T,U+1], of each label transition
       [B,T,U+1]); occupancies are 0 outside the utterance's lattice.
     """
-    return _forward_backward(
-        tf.cast(blank_lp, tf.float32), tf.cast(label_lp, tf.float32),
-        tf.cast(logit_lengths, tf.int32), tf.cast(label_lengths, tf.int32))
+    args = (tf.cast(blank_lp, tf.float32), tf.cast(label_lp, tf.float32),
+            tf.cast(logit_lengths, tf.int32), tf.cast(label_lengths, tf.int32))
+    return _padded_forward_backward_xla(*args) if jit else _forward_backward(*args)
 
 
-def transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_lengths):
-    """Like `transducer_forward_backward`, but the NLL is differentiable.
+def transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_lengths, jit=False):
+    """Like `transducer_forward_backward` (same `jit`), but the NLL is differentiable.
 
     Returns:
       (nll [B], blank occupancy, label occupancy); the gradient of nll w.r.t.
@@ -172,7 +196,7 @@ def transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_length
     @tf.custom_gradient
     def _nll(blank_lp, label_lp):
         nll, occ_blank, occ_label = transducer_forward_backward(
-            blank_lp, label_lp, logit_lengths, label_lengths)
+            blank_lp, label_lp, logit_lengths, label_lengths, jit=jit)
 
         def grad(dy, *unused_occupancy_grads):
             scale = -dy[:, None, None]
@@ -184,9 +208,9 @@ def transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_length
     return nll, tf.stop_gradient(occ_blank), tf.stop_gradient(occ_label)
 
 
-def transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths):
+def transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths, jit=False):
     """Differentiable lattice NLL [B]; gradient w.r.t. (blank_lp, label_lp) = -occupancies."""
-    return transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_lengths)[0]
+    return transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths, label_lengths, jit=jit)[0]
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
@@ -215,7 +239,8 @@ def gather_log_probs(logits, symbols, blank, jit=True):
       symbols: int32 [...] (same leading shape), the label emitted at each node.
       blank: blank id.
       jit: fuse the V-axis work with XLA (about 2-3x faster on CPU; compiles once per distinct
-        input shape). False uses plain TF ops (reduce + scatter).
+        input shape, with axes of unknown static size padded to `shape_buckets` sizes). False
+        uses plain TF ops (reduce + scatter).
 
     Returns:
       (blank_lp [...], label_lp [...]); differentiable w.r.t. logits (closed form:
@@ -227,7 +252,14 @@ def gather_log_probs(logits, symbols, blank, jit=True):
     @tf.custom_gradient
     def _gather(logits):
         if jit:
-            lse, blank_lp, label_lp = _fused_log_probs(logits, symbols, blank_t)
+            # Axes of unknown size (batch, frames, labels in a training step) are padded to bucket
+            # sizes, so XLA compiles a bounded number of shapes; padded nodes are cropped off.
+            axes = dynamic_axes(symbols)
+            lead = tf.shape(symbols)
+            logits_p = pad_axes_to_buckets(logits, axes)
+            symbols_p = pad_axes_to_buckets(symbols, axes)
+            lse_p, blank_p, label_p = _fused_log_probs(logits_p, symbols_p, blank_t)
+            lse, blank_lp, label_lp = crop(lse_p, lead), crop(blank_p, lead), crop(label_p, lead)
         else:
             lse = tf.reduce_logsumexp(logits, axis=-1)
             blank_lp = logits[..., blank] - lse
@@ -238,7 +270,10 @@ def gather_log_probs(logits, symbols, blank, jit=True):
             g_blank = tf.zeros_like(lse) if g_blank is None else g_blank
             g_label = tf.zeros_like(lse) if g_label is None else g_label
             if jit:
-                return _fused_log_probs_grad(logits, lse, symbols, blank_t, g_blank, g_label)
+                dlogits = _fused_log_probs_grad(logits_p, lse_p, symbols_p, blank_t,
+                                                pad_axes_to_buckets(g_blank, axes),
+                                                pad_axes_to_buckets(g_label, axes))
+                return crop(dlogits, tf.shape(logits))
             vocab = tf.shape(logits)[-1]
             dlogits = tf.exp(logits - lse[..., None]) * (-(g_blank + g_label))[..., None]
             flat = tf.reshape(dlogits, [-1, vocab])
@@ -269,7 +304,8 @@ def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=
       logit_lengths: int32 [B], valid frames per utterance (>= 1).
       label_lengths: int32 [B], valid labels per utterance.
       blank: blank id.
-      jit: XLA-fuse the vocabulary-axis work (see `gather_log_probs`).
+      jit: XLA-fuse the vocabulary-axis work (see `gather_log_probs`) and XLA-compile the
+        forward-backward recursion (`transducer_forward_backward`).
 
     Returns:
       float32 [B] NLL. Frames/labels beyond the lengths do not affect the value, and their
@@ -287,4 +323,4 @@ def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=
     symbols = tf.broadcast_to(node_symbols(labels, width)[:, None, :],
                               [tf.shape(logits)[0], frames, width])
     blank_lp, label_lp = gather_log_probs(logits, symbols, blank, jit=jit)
-    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths)
+    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths, jit=jit)

@@ -45,6 +45,10 @@ class TrainConfig:
       loss: "exact" (full-lattice RNN-T) or "pruned" (k2-style pruned RNN-T + simple loss).
       prune_range: band width S of the pruned loss.
       simple_loss_scale: weight of the simple (trivial-joiner) loss in the pruned loss.
+      xla_loss: XLA-compile the losses' vocabulary-axis work and forward-backward recursion on
+        shapes padded to bucket sizes (`losses.shape_buckets`); False (default) runs plain TF
+        ops. Same values either way; on the issue-3 recipe (V=64, pruned loss) plain TF steps
+        are faster (experiments/benchmark_train_step.py, WORKSPACE.md).
       ctc_weight: weight of an auxiliary CTC loss on the encoder (0 = off; needs the CTC head).
       supernet: sandwich-rule supernet training (else only the full model is trained).
       num_random_subnets: k random subnets per step besides the largest and smallest.
@@ -87,6 +91,7 @@ class TrainConfig:
     loss: str = "pruned"
     prune_range: int = 5
     simple_loss_scale: float = 0.5
+    xla_loss: bool = False
     ctc_weight: float = 0.0
     supernet: bool = True
     num_random_subnets: int = 2
