@@ -270,6 +270,31 @@ section("Issue 3: the 5 averaged checkpoints, beam search (4) + 6-gram token LM 
         "--output_json=artifacts/single_45min_8h_keep10/eval_test_avg5_beam4_lm_retuned.json")(single_model)
 
 
+section("Issue 3, stop 22: the 45-minute recipe rerun with plain-TF losses (the new default; 7859 steps), how many "
+        "checkpoints to average, whole dev split, greedy", "single_45min_8h_tfloss/eval_dev_avg*.json",
+        "python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+        "--train=max_checkpoints_to_keep=10 --out_dir=artifacts/single_45min_8h_tfloss && for n in 1 3 5 10; do "
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_tfloss "
+        "--manifest=artifacts/corpus_8h/dev.jsonl --average_last=$n "
+        "--output_json=artifacts/single_45min_8h_tfloss/eval_dev_avg$n.json; done")(average_sweep)
+
+
+section("Issue 3, stop 22: that rerun's 5 averaged checkpoints (chosen on dev), greedy, test split of the 8-h corpus",
+        "single_45min_8h_tfloss/eval_test_avg5.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_tfloss "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 "
+        "--output_json=artifacts/single_45min_8h_tfloss/eval_test_avg5.json")(single_model)
+
+
+section("Issue 3, stop 22: that rerun's 5 averaged checkpoints, beam search (4) + 6-gram token LM (weight 0.7, bonus "
+        "1.5, carried over, not retuned), test split of the 8-h corpus",
+        "single_45min_8h_tfloss/eval_test_avg5_beam4_lm.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_tfloss "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
+        "--lm_train_manifest=artifacts/corpus_8h/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5 "
+        "--output_json=artifacts/single_45min_8h_tfloss/eval_test_avg5_beam4_lm.json")(single_model)
+
+
 def lm_pruning(files: dict) -> list[str]:
     """Rows of `experiments.lm_pruning` results {stem: JSON}: file size, n-grams and dev
     cross-entropy per pruning threshold, one block per corpus."""
