@@ -156,7 +156,9 @@ def _padded_forward_backward_xla(blank_lp, label_lp, logit_lengths, label_length
     frames and 0 labels, padded nodes log(0)); results cropped back. Exact: nodes past an
     utterance's lengths never enter its likelihood or occupancies."""
     shape = tf.shape(blank_lp)
-    blank_lp, label_lp = tf.stop_gradient(blank_lp), tf.stop_gradient(label_lp)  # see transducer_nll
+    # The gradient comes from the occupancies (transducer_nll_and_occupancy), never from autodiff
+    # through the loop, so no tape needs to record the compiled recursion.
+    blank_lp, label_lp = tf.stop_gradient(blank_lp), tf.stop_gradient(label_lp)
     blank_p = pad_axes_to_buckets(blank_lp, [0, 1, 2], NEG_INF)
     label_p = pad_axes_to_buckets(label_lp, [0, 1, 2], NEG_INF)
     logit_p = pad_axes_to_buckets(logit_lengths, [0], 0)
@@ -172,8 +174,9 @@ def transducer_forward_backward(blank_lp, label_lp, logit_lengths, label_lengths
       blank_lp: float32 [B, T, U+1], log-prob of emitting blank at node (t, u).
       label_lp: float32 [B, T, U+1], log-prob of emitting labels[u] at (t, u) (column U unused).
       logit_lengths, label_lengths: int32 [B].
-      jit: run the recursion compiled by XLA on bucket-padded shapes (same values; faster on CPU
-        once a bucket shape is compiled). False: plain TF while loops.
+      jit: run the recursion compiled by XLA on bucket-padded shapes (same values). On the
+        issue-3 recipe it was not faster than the plain TF while loops (False) on 2 CPU cores
+        (WORKSPACE.md, "Training step").
 
     Returns:
       (nll [B], occupancy of each blank transition [B,T,U+1], of each label transition
