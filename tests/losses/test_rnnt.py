@@ -75,11 +75,13 @@ def make_batch(rng, batch, frames, num_labels, vocab, blank=0, scale=2.0):
     return logits, labels
 
 
-def loss_and_grad(logits, labels, logit_lengths, label_lengths, blank=0, jit=True):
+def loss_and_grad(logits, labels, logit_lengths, label_lengths, blank=0, jit=True,
+                  jit_recursion=False):
     x = tf.constant(logits)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = rnnt.rnnt_loss(x, labels, logit_lengths, label_lengths, blank=blank, jit=jit)
+        loss = rnnt.rnnt_loss(x, labels, logit_lengths, label_lengths, blank=blank, jit=jit,
+                              jit_recursion=jit_recursion)
         total = tf.reduce_sum(loss * tf.constant([1.0, 0.5, 2.0][: logits.shape[0]]))
     return loss.numpy(), tape.gradient(total, x).numpy()
 
@@ -96,14 +98,15 @@ def test_value_matches_brute_force(blank):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("jit", [True, False])
-def test_gradient_matches_float64_finite_differences(jit):
+@pytest.mark.parametrize("jit,jit_recursion", [(True, False), (False, False), (True, True)])
+def test_gradient_matches_float64_finite_differences(jit, jit_recursion):
     rng = np.random.default_rng(2)
     logits, labels = make_batch(rng, 2, 3, 2, 5)
     logit_lengths = np.array([3, 2], np.int32)
     label_lengths = np.array([2, 1], np.int32)
     weights = np.array([1.0, 0.5])
-    _, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths, jit=jit)
+    _, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths, jit=jit,
+                            jit_recursion=jit_recursion)
 
     def total(x):
         return sum(weights[b] * numpy_dp_nll(x[b], labels[b], logit_lengths[b],
@@ -137,19 +140,20 @@ def test_gradient_matches_naive_autodiff():
     np.testing.assert_allclose(grad, tape.gradient(total, x).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("jit", [True, False])
-def test_padding_invariance_with_garbage(jit):
+@pytest.mark.parametrize("jit,jit_recursion", [(True, False), (False, False), (True, True)])
+def test_padding_invariance_with_garbage(jit, jit_recursion):
     rng = np.random.default_rng(4)
     logits, labels = make_batch(rng, 3, 3, 2, 7)
     logit_lengths = np.array([3, 2, 1], np.int32)
     label_lengths = np.array([2, 1, 2], np.int32)
-    loss, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths, jit=jit)
+    loss, grad = loss_and_grad(logits, labels, logit_lengths, label_lengths, jit=jit,
+                               jit_recursion=jit_recursion)
     big_logits = (rng.normal(size=(3, 6, 5, 7)) * 50).astype(np.float32)
     big_logits[:, :3, :3] = logits
     big_labels = rng.integers(0, 7, size=(3, 4)).astype(np.int32)
     big_labels[:, :2] = labels
     big_loss, big_grad = loss_and_grad(big_logits, big_labels, logit_lengths, label_lengths,
-                                       jit=jit)
+                                       jit=jit, jit_recursion=jit_recursion)
     np.testing.assert_allclose(big_loss, loss, rtol=1e-6)
     np.testing.assert_allclose(big_grad[:, :3, :3], grad, atol=1e-7)
     mask = np.zeros(big_grad.shape, bool)
@@ -218,7 +222,8 @@ def test_bucketed_xla_path_matches_plain_tf_under_unknown_shapes():
         def fn(logits, labels, logit_lengths, label_lengths):
             with tf.GradientTape() as tape:
                 tape.watch(logits)
-                loss = rnnt.rnnt_loss(logits, labels, logit_lengths, label_lengths, jit=jit)
+                loss = rnnt.rnnt_loss(logits, labels, logit_lengths, label_lengths, jit=jit,
+                                      jit_recursion=jit)
                 total = tf.reduce_sum(loss * tf.range(1.0, 1.0 + tf.cast(tf.shape(loss)[0], tf.float32)))
             return loss, tape.gradient(total, logits)
         return fn
@@ -238,3 +243,24 @@ def test_bucketed_xla_path_matches_plain_tf_under_unknown_shapes():
         b = int(np.argmax(label_lengths))
         expected = numpy_dp_nll(logits[b], labels[b], logit_lengths[b], label_lengths[b], 0)
         np.testing.assert_allclose(loss_x.numpy()[b], expected, rtol=1e-5)
+
+
+def test_recursion_is_compiled_only_when_asked(monkeypatch):
+    """`jit` (vocabulary-axis fusion) and `jit_recursion` are separate switches: the public
+    defaults run the plain-TF recursion (the path benchmark_loss measures)."""
+    calls = []
+    compiled = rnnt._padded_forward_backward_xla
+
+    def spy(*args):
+        calls.append(1)
+        return compiled(*args)
+
+    monkeypatch.setattr(rnnt, "_padded_forward_backward_xla", spy)
+    rng = np.random.default_rng(8)
+    logits, labels = make_batch(rng, 2, 3, 2, 5)
+    lengths = (np.array([3, 2], np.int32), np.array([2, 1], np.int32))
+    default = rnnt.rnnt_loss(logits, labels, *lengths).numpy()
+    assert calls == []
+    compiled_loss = rnnt.rnnt_loss(logits, labels, *lengths, jit_recursion=True).numpy()
+    assert calls == [1]
+    np.testing.assert_allclose(compiled_loss, default, rtol=1e-6)

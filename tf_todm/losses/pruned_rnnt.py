@@ -60,13 +60,15 @@ def simple_lattice_log_probs(am, lm, labels, blank=BLANK_ID):
     return blank_lp, label_lp
 
 
-def rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=True):
+def rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths, blank=BLANK_ID,
+                     jit_recursion=False):
     """RNN-T loss of the trivial joiner `logits(t, u) = am[t] + lm[u]`.
 
     Args:
       am: float32 [B, T, V]; lm: float32 [B, U+1, V]; labels: int32 [B, U];
       logit_lengths, label_lengths: int32 [B].
-      jit: XLA-compile the forward-backward recursion (`rnnt.transducer_forward_backward`).
+      jit_recursion: XLA-compile the forward-backward recursion
+        (`rnnt.transducer_forward_backward(jit=True)`).
 
     Returns:
       (loss [B], (blank_occupancy [B, T, U+1], label_occupancy [B, T, U+1])). The loss is
@@ -79,7 +81,7 @@ def rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths, blank=BLANK_I
     check_rank("lm", lm, 3, "rnnt_loss_simple")
     blank_lp, label_lp = simple_lattice_log_probs(am, lm, labels, blank)
     loss, occ_blank, occ_label = transducer_nll_and_occupancy(blank_lp, label_lp, logit_lengths,
-                                                              label_lengths, jit=jit)
+                                                              label_lengths, jit=jit_recursion)
     return loss, (occ_blank, occ_label)
 
 
@@ -165,15 +167,15 @@ def band_to_lattice(band_values, ranges, label_lengths, width):
 
 
 def pruned_rnnt_loss(pruned_logits, ranges, labels, logit_lengths, label_lengths,
-                     blank=BLANK_ID, jit=True):
+                     blank=BLANK_ID, jit=True, jit_recursion=False):
     """Exact RNN-T loss over the alignments that stay inside the band `ranges`.
 
     Args:
       pruned_logits: float32 [B, T, S, V], joiner output at nodes (t, ranges[b, t, s]).
       ranges: int32 [B, T, S] from `get_prune_ranges` (consecutive label positions per frame).
       labels: int32 [B, U]; logit_lengths, label_lengths: int32 [B].
-      jit: XLA-fuse the vocabulary-axis work (see `rnnt.gather_log_probs`) and XLA-compile the
-        forward-backward recursion.
+      jit: XLA-fuse the vocabulary-axis work (see `rnnt.gather_log_probs`).
+      jit_recursion: XLA-compile the forward-backward recursion (see `rnnt.rnnt_loss`).
 
     Returns:
       float32 [B] NLL, >= the exact loss; equal when the band covers every node.
@@ -188,7 +190,7 @@ def pruned_rnnt_loss(pruned_logits, ranges, labels, logit_lengths, label_lengths
     blank_band, label_band = gather_log_probs(pruned_logits, symbols, blank, jit=jit)
     blank_lp = band_to_lattice(blank_band, ranges, label_lengths, width)
     label_lp = band_to_lattice(label_band, ranges, label_lengths, width)
-    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths, jit=jit)
+    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths, jit=jit_recursion)
 
 
 def gather_band(pred_proj, ranges):
@@ -197,7 +199,8 @@ def gather_band(pred_proj, ranges):
 
 
 def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, logit_lengths,
-                                label_lengths, prune_range=5, blank=BLANK_ID, jit=True):
+                                label_lengths, prune_range=5, blank=BLANK_ID, jit=True,
+                                jit_recursion=False):
     """Simple loss + pruned loss in one call, for the trainer.
 
     Args:
@@ -209,6 +212,7 @@ def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, lo
       labels: int32 [B, U]; logit_lengths, label_lengths: int32 [B].
       prune_range: python int S, band width (k2 recipes use 5).
       blank: blank id. jit: XLA-fuse the vocabulary-axis work of the pruned loss.
+      jit_recursion: XLA-compile both losses' forward-backward recursions.
 
     Returns:
       (simple_loss [B], pruned_loss [B], ranges int32 [B, T, S]). Typical training objective:
@@ -216,7 +220,7 @@ def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, lo
       are chosen from the simple loss' occupancies (no gradient flows through them).
     """
     simple_loss, occupancy = rnnt_loss_simple(am, lm, labels, logit_lengths, label_lengths,
-                                              blank, jit=jit)
+                                              blank, jit_recursion=jit_recursion)
     ranges = get_prune_ranges(occupancy, logit_lengths, label_lengths, prune_range)
     frames = tf.shape(enc_proj)[1]
     enc_band = tf.broadcast_to(enc_proj[:, :, None, :],
@@ -224,5 +228,5 @@ def pruned_rnnt_loss_from_parts(enc_proj, pred_proj, join_fn, am, lm, labels, lo
                                 tf.shape(enc_proj)[2]])
     logits = join_fn(enc_band, gather_band(pred_proj, ranges))
     pruned_loss = pruned_rnnt_loss(logits, ranges, labels, logit_lengths, label_lengths, blank,
-                                   jit=jit)
+                                   jit=jit, jit_recursion=jit_recursion)
     return simple_loss, pruned_loss, ranges

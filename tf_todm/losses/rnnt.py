@@ -298,7 +298,8 @@ def node_symbols(labels, width):
     return tf.pad(labels, [[0, 0], [0, pad]])
 
 
-def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=True):
+def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=True,
+              jit_recursion=False):
     """Exact RNN-T negative log-likelihood.
 
     Args:
@@ -307,8 +308,9 @@ def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=
       logit_lengths: int32 [B], valid frames per utterance (>= 1).
       label_lengths: int32 [B], valid labels per utterance.
       blank: blank id.
-      jit: XLA-fuse the vocabulary-axis work (see `gather_log_probs`) and XLA-compile the
-        forward-backward recursion (`transducer_forward_backward`).
+      jit: XLA-fuse the vocabulary-axis work (see `gather_log_probs`).
+      jit_recursion: XLA-compile the forward-backward recursion on bucket-padded shapes
+        (`transducer_forward_backward(jit=True)`); same values, not faster on 2 CPU cores.
 
     Returns:
       float32 [B] NLL. Frames/labels beyond the lengths do not affect the value, and their
@@ -326,4 +328,4 @@ def rnnt_loss(logits, labels, logit_lengths, label_lengths, blank=BLANK_ID, jit=
     symbols = tf.broadcast_to(node_symbols(labels, width)[:, None, :],
                               [tf.shape(logits)[0], frames, width])
     blank_lp, label_lp = gather_log_probs(logits, symbols, blank, jit=jit)
-    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths, jit=jit)
+    return transducer_nll(blank_lp, label_lp, logit_lengths, label_lengths, jit=jit_recursion)

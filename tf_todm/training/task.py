@@ -250,7 +250,7 @@ class TransducerTask:
             logits = self.joiner_logits(enc, pred, subnet)
             from tf_todm.losses.rnnt import rnnt_loss
             parts["rnnt"] = rnnt_loss(logits, labels, enc_lengths, label_lengths, blank=BLANK_ID,
-                                      jit=cfg.xla_loss)
+                                      jit=cfg.xla_loss, jit_recursion=cfg.xla_loss)
             targets_mask = lattice_mask(enc_lengths, label_lengths, tf.shape(logits)[1],
                                         tf.shape(logits)[2])
             soft_targets = {"logits": tf.stop_gradient(logits), "mask": targets_mask}
@@ -296,7 +296,7 @@ class TransducerTask:
         joiner = self.model.joiner
         am, lm = self.model.simple_heads(enc, pred)
         simple, occupancy = rnnt_loss_simple(am, lm, labels, enc_lengths, label_lengths, BLANK_ID,
-                                             jit=cfg.xla_loss)
+                                             jit_recursion=cfg.xla_loss)
         if teacher is None:
             ranges = get_prune_ranges(occupancy, enc_lengths, label_lengths, cfg.prune_range)
         else:
@@ -308,7 +308,7 @@ class TransducerTask:
                                    [shape[0], shape[1], cfg.prune_range, shape[2]])
         logits = joiner.join(enc_band, gather_band(pred_proj, ranges))  # [B, T', S, V]
         pruned = pruned_rnnt_loss(logits, ranges, labels, enc_lengths, label_lengths, BLANK_ID,
-                                  jit=cfg.xla_loss)
+                                  jit=cfg.xla_loss, jit_recursion=cfg.xla_loss)
         parts = {"simple": simple, "pruned": pruned, "rnnt": cfg.simple_loss_scale * simple + pruned}
         soft_targets = {"logits": tf.stop_gradient(logits), "ranges": ranges,
                         "mask": band_mask(ranges, enc_lengths, label_lengths)}
