@@ -56,3 +56,38 @@ def test_missing_tts_engine_one_line_exit_1(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("error: TTS engine 'espeak-ng' not found on PATH")
     assert "Traceback" not in proc.stderr
+
+
+def _compare(*flags):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.run([sys.executable, "-m", "experiments.compare_corpus_splits", *flags], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_extra_train_voices_keep_dev_and_test_byte_identical(tmp_path):
+    common = ["--hours=0.003", "--seed=0", "--num_workers=1", "--noprogress"]  # test voices: rms, slt
+    plain, extra, other = (str(tmp_path / n) for n in ("plain", "extra", "other"))
+    assert _run(f"--out_dir={plain}", *common).returncode == 0
+    proc = _run(f"--out_dir={extra}", *common, "--extra_train_voices=flite:awb:r120:f100,flite:kal:r95:f85")
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(extra, "summary.json")) as f:
+        assert json.load(f)["extra_train_voices"] == ["flite:awb:r120:f100", "flite:kal:r95:f85"]
+    out_json = str(tmp_path / "same.json")
+    same = _compare(f"--corpus_a={plain}", f"--corpus_b={extra}", f"--output_json={out_json}")
+    assert same.returncode == 0, same.stdout + same.stderr
+    with open(out_json) as f:
+        result = json.load(f)
+    assert result["identical"] and [s["split"] for s in result["splits"]] == ["dev", "test"]
+    assert all(s["files"] > 1 for s in result["splits"])  # the manifest and its audio
+    # A different seed gives a different test split, and the check says so.
+    assert _run(f"--out_dir={other}", "--hours=0.003", "--seed=6", "--num_workers=1", "--noprogress").returncode == 0
+    differ = _compare(f"--corpus_a={plain}", f"--corpus_b={other}", "--splits=test")
+    assert differ.returncode == 1
+    assert json.loads(differ.stdout)["splits"][0]["first_difference"] is not None
+
+
+def test_bad_extra_train_voice_one_line_exit_1(tmp_path):
+    proc = _run(f"--out_dir={tmp_path / 'c'}", "--hours=0.003", "--extra_train_voices=flite:awb")
+    assert proc.returncode == 1
+    assert "error: voice name 'flite:awb': expected" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,5 +1,6 @@
 """Tests for tf_todm.data.synthetic: real espeak-ng / flite runs, real files."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -122,6 +123,37 @@ def test_voice_list_and_split():
         assert {v.engine for v in split[s]} == {"espeak", "flite"}
     assert not set(split["train"]) & set(split["test"])
     assert 0.6 < len(split["train"]) / len(VOICES) < 0.8
+
+
+def test_voice_names_parse_back():
+    assert all(synthetic.parse_voice(v.name) == v for v in VOICES)
+    assert synthetic.parse_voice("flite:awb:r92:f125") == synthetic.Voice("flite", "awb", "", 92, 125)
+    with pytest.raises(SynthesisError, match="voice name 'flite:awb:92'"):
+        synthetic.parse_voice("flite:awb:92")
+
+
+def test_extra_train_voices_leave_dev_and_test_unchanged():
+    extra = synthetic.resolve_extra_train_voices(["flite8", "flite:awb:r120:f100"])
+    assert len(extra) == 9 and extra[-1] == synthetic.Voice("flite", "awb", "", 120, 100)
+    plain_jobs, plain_voices, _ = synthetic.plan_corpus(0.3, 0)
+    jobs, voices, _ = synthetic.plan_corpus(0.3, 0, CorpusConfig(extra_train_voices=extra))
+    for split in ("dev", "test"):
+        assert voices[split] == plain_voices[split]
+        assert [j for j in jobs if j.split == split] == [j for j in plain_jobs if j.split == split]
+    assert voices["train"] == plain_voices["train"] + list(extra)
+    train_voices = {j.voice for j in jobs if j.split == "train"}
+    assert set(extra) <= train_voices
+    test_bases = {v.base for v in voices["test"]}
+    assert not {v.base for v in synthetic.EXTRA_TRAIN_VOICE_SETS["flite8"]} & test_bases
+
+
+def test_extra_train_voices_refuse_test_speakers_and_known_voices():
+    test_voice = split_voices(0)["test"][0]
+    variant = dataclasses.replace(test_voice, rate=test_voice.rate + 7)
+    with pytest.raises(SynthesisError, match=f"shares the base voice '{test_voice.base}' with the test split"):
+        synthetic.plan_corpus(0.01, 0, CorpusConfig(extra_train_voices=(variant,)))
+    with pytest.raises(SynthesisError, match="is already in VOICES"):
+        synthetic.plan_corpus(0.01, 0, CorpusConfig(extra_train_voices=(VOICES[0],)))
 
 
 def test_bad_arguments():

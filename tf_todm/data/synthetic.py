@@ -11,6 +11,10 @@ Train, dev and test are disjoint in voices AND sentences: the voice list is spli
 engine, the sentence pools 80/10/10. Everything derives from `seed`: the same seed gives byte-
 identical manifests and audio, whatever `num_workers`.
 
+`CorpusConfig.extra_train_voices` adds voices to the train split only (e.g.
+`EXTRA_TRAIN_VOICE_SETS["flite8"]`, more flite voices): the voice split, dev and test (manifests and
+audio) stay byte-identical, and no extra voice may share a base voice with a test voice.
+
 Layout written under `out_dir`:
   audio/{split}/{split}_{index:06d}.wav   16-bit PCM, 16 kHz, mono
   {train,dev,test}.jsonl                  {"audio_filepath", "duration", "text", "voice", "domain"}
@@ -85,6 +89,21 @@ class Voice:
                 "--setf", f"int_f0_target_mean={self.pitch}", "-t", text, "-o", wav_path]
 
 
+_VOICE_NAME = re.compile(r"^(?:espeak:(?P<ebase>[^+:]+)\+(?P<variant>[^:]+):s(?P<speed>\d+):p(?P<epitch>\d+)"
+                         r"|flite:(?P<fbase>[^:]+):r(?P<rate>\d+):f(?P<fpitch>\d+))$")
+
+
+def parse_voice(name: str) -> Voice:
+    """The `Voice` whose `.name` is `name` ("espeak:en-us+f1:s170:p60" or "flite:awb:r100:f100")."""
+    m = _VOICE_NAME.match(name.strip())
+    if m is None:
+        raise SynthesisError(f"voice name {name!r}: expected 'espeak:BASE+VARIANT:sRATE:pPITCH' or "
+                             "'flite:BASE:rRATE:fPITCH'")
+    if m["ebase"]:
+        return Voice("espeak", m["ebase"], m["variant"], int(m["speed"]), int(m["epitch"]))
+    return Voice("flite", m["fbase"], "", int(m["rate"]), int(m["fpitch"]))
+
+
 def _e(base, variant, rate, pitch):
     return Voice("espeak", base, variant, rate, pitch)
 
@@ -117,6 +136,22 @@ VOICES: tuple[Voice, ...] = (
     _f("slt", 100, 165), _f("slt", 112, 205), _f("slt", 92, 230),
 )
 
+EXTRA_TRAIN_VOICE_SETS: dict[str, tuple[Voice, ...]] = {
+    # Flite is the engine with few voices (10 of 46; 6 in the default train split, from 4 base
+    # voices) and the one unseen test voices fail on. These add flite rate/pitch variants of the
+    # bases awb, kal and kal16 only: rms and slt are test speakers, so they get no extra variant.
+    "flite8": (_f("awb", 92, 125), _f("awb", 106, 85), _f("awb", 98, 170), _f("kal", 108, 130),
+               _f("kal", 94, 80), _f("kal16", 92, 110), _f("kal16", 104, 150), _f("kal16", 115, 90)),
+}
+
+
+def resolve_extra_train_voices(names: Sequence[str]) -> tuple[Voice, ...]:
+    """Voices from a list of voice names and/or names of `EXTRA_TRAIN_VOICE_SETS` entries."""
+    out: list[Voice] = []
+    for name in names:
+        out += EXTRA_TRAIN_VOICE_SETS[name] if name in EXTRA_TRAIN_VOICE_SETS else [parse_voice(name)]
+    return tuple(dict.fromkeys(out))
+
 
 @dataclasses.dataclass(frozen=True)
 class CorpusConfig:
@@ -132,6 +167,8 @@ class CorpusConfig:
       reverb_prob, rt60_s_range: share with synthetic reverberation, and its RT60 range (s).
       silence_s_range: leading and trailing silence, each drawn in this range (s).
       level_dbfs_range: speech RMS level before noise, dBFS.
+      extra_train_voices: voices added to the train split only, after the voice split (dev and
+        test unchanged); none may be in VOICES or share a base voice with a test voice.
     """
 
     eval_fraction: float = 0.1
@@ -146,6 +183,7 @@ class CorpusConfig:
     level_dbfs_range: tuple[float, float] = (-30.0, -18.0)
     babble_seconds: float = 8.0
     babble_talkers: int = 5
+    extra_train_voices: tuple[Voice, ...] = ()
 
 
 # ----------------------------------------------------------------------------- engines
@@ -274,6 +312,19 @@ def split_voices(seed: int, voices: Sequence[Voice] = VOICES,
     return out
 
 
+def check_extra_train_voices(extra: Sequence[Voice], voices: dict[str, list[Voice]]) -> tuple[Voice, ...]:
+    """`extra` if no voice in it is already in VOICES or shares (engine, base) with a test voice."""
+    known = {v.name for v in VOICES}
+    test_bases = {(v.engine, v.base) for v in voices["test"]}
+    for v in extra:
+        if v.name in known:
+            raise SynthesisError(f"extra_train_voices: {v.name} is already in VOICES; expected a new voice")
+        if (v.engine, v.base) in test_bases:
+            raise SynthesisError(f"extra_train_voices: {v.name} shares the base voice '{v.base}' with the test "
+                                 "split; expected a base voice no test voice uses")
+    return tuple(extra)
+
+
 def _interleave_by_engine(rng: np.random.Generator, voices: list[Voice]) -> list[Voice]:
     """Shuffled voices, engines spread evenly along the list (so short prefixes hold every engine)."""
     groups = {}
@@ -322,6 +373,7 @@ def plan_corpus(hours: float, seed: int, config: CorpusConfig = CorpusConfig(),
                 fortunes_dir: str | None = None) -> tuple[list[_Job], dict[str, list[Voice]], dict]:
     """Deterministic list of utterances to synthesise; also returns voices per split and pools."""
     voices = split_voices(seed, VOICES, config.voice_fractions)
+    voices["train"] = voices["train"] + list(check_extra_train_voices(config.extra_train_voices, voices))
     open_pool = _open_pool(fortunes_dir)
     open_split = split_sentences(seed * 7 + 2, open_pool, config.sentence_fractions)
     needed_commands = max(3000, int(hours * 3600 / 2.5))
@@ -482,7 +534,7 @@ def generate_corpus(out_dir: str, hours: float, seed: int, num_workers: int | No
     num_workers = num_workers or os.cpu_count() or 1
     if num_workers < 1:
         raise SynthesisError(f"num_workers must be >= 1, got {num_workers}")
-    check_engines(VOICES)
+    check_engines(VOICES + tuple(config.extra_train_voices))
     start = time.monotonic()
     jobs, voices, pools = plan_corpus(hours, seed, config, fortunes_dir)
     try:
@@ -521,6 +573,8 @@ def generate_corpus(out_dir: str, hours: float, seed: int, num_workers: int | No
 
     summary = {"seed": seed, "requested_hours": hours, "splits": {}, "domains": {},
                "num_voices": len(VOICES), "engines": sorted({v.engine for v in VOICES})}
+    if config.extra_train_voices:  # absent otherwise, so the default corpus' summary is unchanged
+        summary["extra_train_voices"] = [v.name for v in config.extra_train_voices]
     for split in SPLITS:
         records = []
         for job in (j for j in jobs if j.split == split):
