@@ -5,7 +5,6 @@ import json
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tf_todm.export.extract import extract_subnet, subnet_model_config
 from tf_todm.models import SubnetConfig, SubnetError, Transducer, encode_subnet
@@ -14,7 +13,7 @@ from tf_todm.models.testing import tiny_batch, tiny_config, tiny_space
 
 @pytest.fixture(scope="module")
 def supernet():
-    tf.random.set_seed(11)
+    keras.utils.set_random_seed(11)
     return Transducer(tiny_config())
 
 

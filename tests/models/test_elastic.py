@@ -1,5 +1,6 @@
 """Elastic supernet: one trace for all subnets, supernet-with-subnet == extracted, rates, importance sort."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,7 +12,7 @@ from tf_todm.models.testing import tiny_batch, tiny_config, tiny_space
 
 @pytest.fixture(scope="module")
 def model():
-    tf.random.set_seed(1)
+    keras.utils.set_random_seed(1)
     return Transducer(tiny_config())
 
 

@@ -1,5 +1,6 @@
 """Transducer: shapes, join broadcasting, padding invariance, causal predictor."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,7 +11,7 @@ from tf_todm.models.testing import B, T, V, tiny_batch, tiny_config
 
 @pytest.fixture(scope="module", params=["stateless", "lstm"])
 def model(request):
-    tf.random.set_seed(1)
+    keras.utils.set_random_seed(1)
     return Transducer(tiny_config(predictor_type=request.param))
 
 
