@@ -63,7 +63,10 @@ def time_variant(variant: str) -> dict:
         task = TransducerTask(model_config, train_config, train_utts, [], tokenizer)
         trainer = Trainer(task, train_config, out_dir)
         dataset = task.make_dataset(epoch=0)
-        trainer._batch_spec = dataset.element_spec  # as in Trainer.train: one trace for all shapes
+        if hasattr(trainer, "set_batch_spec"):  # as in Trainer.train: one trace for all shapes
+            trainer.set_batch_spec(dataset.element_spec)
+        else:  # a checkout from before set_batch_spec (the A/B against older commits)
+            trainer._batch_spec = dataset.element_spec
         batches = list(dataset.take(FLAGS.num_batches))
         seconds, losses = [], []
         for i, batch in enumerate(batches):

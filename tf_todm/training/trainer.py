@@ -178,6 +178,12 @@ class Trainer:
 
         return tf.function(step_fn, input_signature=input_signature, autograph=False)
 
+    def set_batch_spec(self, element_spec) -> None:
+        """Trace steps for batches of `element_spec` (a dataset's, sizes unknown), so one trace
+        serves every batch shape. `train` calls it; callers of `train_step` should call it before
+        their first step (a step already traced keeps its signature)."""
+        self._batch_spec = element_spec
+
     def _step_function(self, subnets):
         """The traced step for this number of subnets: one trace for the sandwich (subnets enter
         as tensors) and one more if `largest_only_steps` trains the largest subnet alone first."""
@@ -276,7 +282,7 @@ class Trainer:
             epoch = int(self.state.epoch.numpy())
             skip = int(self.state.batch_in_epoch.numpy())
             iterator = iter(self._distributed_epoch(epoch, skip))
-            self._batch_spec = iterator.element_spec
+            self.set_batch_spec(iterator.element_spec)
             for _ in range(skip, self.steps_per_epoch):
                 step = int(self.state.step.numpy())
                 if cfg.max_steps and step >= cfg.max_steps:
