@@ -295,6 +295,101 @@ section("Issue 3, stop 22: that rerun's 5 averaged checkpoints, beam search (4) 
         "--output_json=artifacts/single_45min_8h_tfloss/eval_test_avg5_beam4_lm.json")(single_model)
 
 
+@section("Issue 3, stop 23: the 8-h corpus with 8 more flite training voices (train split only)",
+         "corpus_8h_flite8/summary.json",
+         "python -m experiments.make_corpus --out_dir=artifacts/corpus_8h_flite8 --hours=8 --seed=0 "
+         "--extra_train_voices=flite8")
+def corpus_8h_flite8(d):
+    rows = corpus(d)
+    rows.append(f"Extra training voices: {', '.join(d.get('extra_train_voices', []))}.")
+    return rows
+
+
+@section("Issue 3, stop 23: dev and test of that corpus are byte-identical to the default 8-h corpus's",
+         "corpus_8h_flite8/same_splits.json",
+         "python -m experiments.compare_corpus_splits --corpus_a=artifacts/corpus_8h "
+         "--corpus_b=artifacts/corpus_8h_flite8 --splits=dev,test "
+         "--output_json=artifacts/corpus_8h_flite8/same_splits.json")
+def same_splits(d):
+    rows = ["| split | files compared (manifest + audio) | identical |", "|---|---|---|"]
+    rows += [f"| {s['split']} | {s['files']} | {s['identical']} |" for s in d["splits"]]
+    return rows
+
+
+FLITE8_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+              "--corpus_dir=artifacts/corpus_8h_flite8 --train=max_checkpoints_to_keep=10 "
+              "--out_dir=artifacts/single_45min_8h_flite8")
+FLITE8_AVERAGE = 5  # chosen on the whole dev split (section below), before the test split was decoded
+
+section("Issue 3, stop 23: the 45-minute recipe on the corpus with 8 more flite training voices, how many "
+        "checkpoints to average, whole dev split, greedy", "single_45min_8h_flite8/eval_dev_avg*.json",
+        FLITE8_RUN + " && for n in 1 3 5 10; do python -m experiments.evaluate_run "
+        "--run_dir=artifacts/single_45min_8h_flite8 --manifest=artifacts/corpus_8h/dev.jsonl --average_last=$n "
+        "--output_json=artifacts/single_45min_8h_flite8/eval_dev_avg$n.json; done")(average_sweep)
+
+
+section(f"Issue 3, stop 23: that run's {FLITE8_AVERAGE} averaged checkpoints (chosen on dev), greedy, test split "
+        "of the 8-h corpus", f"single_45min_8h_flite8/eval_test_avg{FLITE8_AVERAGE}.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_flite8 "
+        f"--manifest=artifacts/corpus_8h/test.jsonl --average_last={FLITE8_AVERAGE} "
+        f"--output_json=artifacts/single_45min_8h_flite8/eval_test_avg{FLITE8_AVERAGE}.json")(single_model)
+
+
+section(f"Issue 3, stop 23: that run's {FLITE8_AVERAGE} averaged checkpoints, beam search (4) + 6-gram token LM "
+        "fitted on its own training transcripts (weight 0.7, bonus 1.5, carried over, not retuned), test split of "
+        "the 8-h corpus", f"single_45min_8h_flite8/eval_test_avg{FLITE8_AVERAGE}_beam4_lm.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_flite8 "
+        f"--manifest=artifacts/corpus_8h/test.jsonl --average_last={FLITE8_AVERAGE} --beam_size=4 "
+        "--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5 "
+        f"--output_json=artifacts/single_45min_8h_flite8/eval_test_avg{FLITE8_AVERAGE}_beam4_lm.json")(single_model)
+
+
+@section("Issue 3: dev WER per voice of every 45-minute run kept on this machine, 5 averaged checkpoints, greedy",
+         "single_45min_8h*/eval_dev_avg5.json",
+         "python -m experiments.evaluate_run --run_dir=artifacts/RUN --manifest=artifacts/corpus_8h/dev.jsonl "
+         "--average_last=5 --output_json=artifacts/RUN/eval_dev_avg5.json (per run; the runs' own commands are in "
+         "their sections)")
+def dev_per_voice(files: dict) -> list[str]:
+    """Voice x run table of dev WER from `evaluate_run` results (each names its `run_dir`)."""
+    runs = {os.path.basename(os.path.normpath(d["run_dir"])): d for d in files.values()}
+    voices = list(next(iter(runs.values()))["speakers"])
+    rows = ["| voice | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for voice in voices:
+        rows.append(f"| {voice} | " + " | ".join(pct(d["speakers"].get(voice, {}).get("wer")) for d in runs.values())
+                    + " |")
+    rows.append("| all | " + " | ".join(pct(d["wer"]) for d in runs.values()) + " |")
+    steps = [load_json(os.path.join(d["run_dir"], "train_summary.json")) or {} for d in runs.values()]
+    rows.append("| training steps in the 45 minutes | " + " | ".join(str(s.get("step", "-")) for s in steps) + " |")
+    return rows
+
+
+RERUN23 = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+           "--train=max_checkpoints_to_keep=10 --out_dir=artifacts/single_45min_8h_rerun23")
+
+section("Issue 3, stop 23 control: stop 22's recipe on the default 8-h corpus rerun the same day as the flite8 run "
+        "(same machine speed), 5 averaged checkpoints (declared before it ran), whole dev split, greedy",
+        "single_45min_8h_rerun23/eval_dev_avg5.json",
+        RERUN23 + " && python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_rerun23 "
+        "--manifest=artifacts/corpus_8h/dev.jsonl --average_last=5 "
+        "--output_json=artifacts/single_45min_8h_rerun23/eval_dev_avg5.json")(single_model)
+
+
+section("Issue 3, stop 23 control: the same-day rerun's 5 averaged checkpoints, greedy, test split of the 8-h corpus",
+        "single_45min_8h_rerun23/eval_test_avg5.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_rerun23 "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 "
+        "--output_json=artifacts/single_45min_8h_rerun23/eval_test_avg5.json")(single_model)
+
+
+section("Issue 3, stop 23 control: the same-day rerun's 5 averaged checkpoints, beam search (4) + 6-gram token LM "
+        "(weight 0.7, bonus 1.5), test split of the 8-h corpus",
+        "single_45min_8h_rerun23/eval_test_avg5_beam4_lm.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_rerun23 "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
+        "--lm_train_manifest=artifacts/corpus_8h/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5 "
+        "--output_json=artifacts/single_45min_8h_rerun23/eval_test_avg5_beam4_lm.json")(single_model)
+
+
 def lm_pruning(files: dict) -> list[str]:
     """Rows of `experiments.lm_pruning` results {stem: JSON}: file size, n-grams and dev
     cross-entropy per pruning threshold, one block per corpus."""
@@ -326,7 +421,8 @@ def speaker_rows(d) -> list[str]:
     if len(speakers) < 2:
         return []
     domains = sorted({dom for r in speakers.values() for dom in r.get("domains", {})})
-    rows = ["", "Per test voice (all unseen in training):", "",
+    rows = ["", "Per voice (none is a training voice; flite base voices recur across splits at other rates and "
+            "pitches, see the corpus tables):", "",
             "| voice | utterances | " + " | ".join(f"WER {dom} %" for dom in domains) + " | WER all % | CER all % |",
             "|---|---|" + "---|" * len(domains) + "---|---|"]
     for speaker, r in speakers.items():
@@ -487,6 +583,15 @@ section("Issue-3 runs: 256 subword units instead of 64 (stopped at step ~4050) v
         "artifacts/single_45min_8h_tfloss,artifacts/single_45min_8h_v256 "
         "--names=vocab64,vocab64_tf_losses,vocab256_stopped --tags=dev_wer/model --window=600 "
         "--output_json=artifacts/compare/single_45min_vocab_dev_wer.json")(dev_wer_curve)
+
+
+section("Issue-3 runs, stop 23: 8 more flite training voices vs the same recipe on the default 8-h corpus "
+        "(stop 22's run and a same-day rerun), dev WER during training (same 60 dev utterances)",
+        "compare/single_45min_flite8_dev_wer.json",
+        "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_tfloss,"
+        "artifacts/single_45min_8h_rerun23,artifacts/single_45min_8h_flite8 "
+        "--names=default_corpus_stop22,default_corpus_stop23,flite8_corpus_stop23 --tags=dev_wer/model --window=600 "
+        "--output_json=artifacts/compare/single_45min_flite8_dev_wer.json")(dev_wer_curve)
 
 
 @section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",
@@ -967,15 +1072,18 @@ def _size_breakdown(row: dict):
 
 
 def load_json(path: str):
-    """The JSON at `path`; with a `*` in it, {file stem: JSON} of every match; None if nothing exists."""
+    """The JSON at `path`; with a `*` in it, {file stem: JSON} of every match (keyed "folder/stem"
+    when stems repeat across folders); None if nothing exists."""
     if "*" in path:
         matches = sorted(glob.glob(path))
         if not matches:
             return None
+        stems = [os.path.splitext(os.path.basename(m))[0] for m in matches]
+        unique = len(set(stems)) == len(stems)
         out = {}
-        for match in matches:
+        for match, stem in zip(matches, stems):
             with open(match) as f:
-                out[os.path.splitext(os.path.basename(match))[0]] = json.load(f)
+                out[stem if unique else f"{os.path.basename(os.path.dirname(match))}/{stem}"] = json.load(f)
         return out
     if not os.path.exists(path):
         return None
