@@ -128,8 +128,7 @@ def main(argv):
         out["speedup_second_half_tf_over_xla"] = results["tf"]["second_half_s"] / results["xla"]["second_half_s"]
     print(json.dumps({k: v for k, v in out.items() if k != "variants"}, indent=1))
     if FLAGS.output_json:
-        from tf_todm.training.checkpoints import write_json_atomic
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output_json)), exist_ok=True)
+        from tf_todm.training.checkpoints import write_json_atomic  # creates the folder
         write_json_atomic(FLAGS.output_json, out)
 
 

@@ -17,6 +17,7 @@ import sys
 
 from absl import app, flags
 
+from tf_todm.data.manifest import ManifestError, read_manifest
 from tf_todm.training.checkpoints import write_json_atomic
 
 flags.DEFINE_string("corpus_a", None, "First corpus folder.")
@@ -38,12 +39,8 @@ def file_digest(path: str) -> str:
 def split_files(corpus_dir: str, split: str) -> list[str]:
     """The split's manifest and the audio files it lists, as paths relative to `corpus_dir`."""
     manifest = f"{split}.jsonl"
-    path = os.path.join(corpus_dir, manifest)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no manifest for split '{split}'")
-    with open(path, encoding="utf-8") as f:
-        audio = [json.loads(line)["audio_filepath"] for line in f if line.strip()]
-    return [manifest] + audio
+    utterances = read_manifest(os.path.join(corpus_dir, manifest))
+    return [manifest] + [os.path.relpath(u.audio_filepath, corpus_dir) for u in utterances]
 
 
 def compare_split(corpus_a: str, corpus_b: str, split: str) -> dict:
@@ -66,7 +63,7 @@ def main(argv):
         sys.exit("error: --corpus_a and --corpus_b are required")
     try:
         splits = [compare_split(FLAGS.corpus_a, FLAGS.corpus_b, s) for s in FLAGS.splits]
-    except (FileNotFoundError, KeyError, json.JSONDecodeError) as e:
+    except ManifestError as e:
         sys.exit(f"error: {e}")
     result = {"corpus_a": FLAGS.corpus_a, "corpus_b": FLAGS.corpus_b, "splits": splits,
               "identical": all(s["identical"] for s in splits)}

@@ -312,8 +312,9 @@ def split_voices(seed: int, voices: Sequence[Voice] = VOICES,
     return out
 
 
-def check_extra_train_voices(extra: Sequence[Voice], voices: dict[str, list[Voice]]) -> tuple[Voice, ...]:
-    """`extra` if no voice in it is already in VOICES or shares (engine, base) with a test voice."""
+def check_extra_train_voices(extra: Sequence[Voice], voices: dict[str, list[Voice]]) -> None:
+    """Raises SynthesisError if a voice of `extra` is in VOICES or shares (engine, base) with a
+    voice of `voices["test"]`."""
     known = {v.name for v in VOICES}
     test_bases = {(v.engine, v.base) for v in voices["test"]}
     for v in extra:
@@ -322,7 +323,6 @@ def check_extra_train_voices(extra: Sequence[Voice], voices: dict[str, list[Voic
         if (v.engine, v.base) in test_bases:
             raise SynthesisError(f"extra_train_voices: {v.name} shares the base voice '{v.base}' with the test "
                                  "split; expected a base voice no test voice uses")
-    return tuple(extra)
 
 
 def _interleave_by_engine(rng: np.random.Generator, voices: list[Voice]) -> list[Voice]:
@@ -373,7 +373,8 @@ def plan_corpus(hours: float, seed: int, config: CorpusConfig = CorpusConfig(),
                 fortunes_dir: str | None = None) -> tuple[list[_Job], dict[str, list[Voice]], dict]:
     """Deterministic list of utterances to synthesise; also returns voices per split and pools."""
     voices = split_voices(seed, VOICES, config.voice_fractions)
-    voices["train"] = voices["train"] + list(check_extra_train_voices(config.extra_train_voices, voices))
+    check_extra_train_voices(config.extra_train_voices, voices)
+    voices["train"] = voices["train"] + list(config.extra_train_voices)
     open_pool = _open_pool(fortunes_dir)
     open_split = split_sentences(seed * 7 + 2, open_pool, config.sentence_fractions)
     needed_commands = max(3000, int(hours * 3600 / 2.5))
