@@ -264,3 +264,24 @@ def test_pipeline_perturbs_training_audio_only(corpus):
     assert any(c[t]["feature_lengths"] != a[t]["feature_lengths"] for t in a)  # and per seed (epoch)
     with pytest.raises(ValueError, match="speed_perturb needs the audio of every epoch"):
         make_dataset(utts, tokenizer, batch_size=4, training=True, speed_perturb=0.1, cache_features=True)
+
+
+def test_pipeline_warps_training_features_only(corpus):
+    _, tokenizer, utts = corpus
+    clean = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=False, vtlp=0.1)))
+    plain = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3)))
+    a = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3, vtlp=0.1)))
+    cached = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=3, vtlp=0.1,
+                                          cache_features=True)))
+    other_seed = by_text(collect(make_dataset(utts, tokenizer, batch_size=4, training=True, seed=4, vtlp=0.1)))
+
+    def valid(item):
+        return item["features"][:item["feature_lengths"]]
+    for text, item in a.items():
+        np.testing.assert_array_equal(valid(plain[text]), valid(clean[text]))  # off by default
+        assert item["feature_lengths"] == clean[text]["feature_lengths"]  # VTLP keeps every frame
+        np.testing.assert_allclose(valid(item), valid(cached[text]), atol=1e-5)  # same warp when cached
+        assert not np.allclose(valid(item), valid(clean[text]), atol=1e-3)  # every utterance warped
+    assert any(not np.allclose(valid(other_seed[t]), valid(a[t]), atol=1e-3) for t in a)  # per seed (epoch)
+    with pytest.raises(ValueError, match="vtlp must be in"):
+        make_dataset(utts, tokenizer, batch_size=4, training=True, vtlp=0.6)

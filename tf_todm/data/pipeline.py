@@ -2,8 +2,8 @@
 
 Order: validate the whole list in Python (missing/unreadable files, wrong rate/channels, audio
 shorter than one frame, empty or unencodable text) → shard by `InputContext` → shuffle file
-indices (seeded) → decode audio → speed perturbation (training, optional) → log-mel → in-graph
-SentencePiece → bucket by length → padded batch → SpecAugment (stateless, seeded per batch) → prefetch.
+indices (seeded) → decode audio → speed perturbation (training, optional) → log-mel → VTLP
+(training, optional) → in-graph SentencePiece → bucket by length → padded batch → SpecAugment (stateless, seeded per batch) → prefetch.
 
 WAV files in 16-bit PCM are decoded in-graph with `tf.audio.decode_wav` (no GIL; 1.2-2.5x the
 throughput of `soundfile` via `tf.numpy_function` in experiments/benchmark_data.py); anything else
@@ -23,6 +23,7 @@ from absl import logging
 
 from tf_todm.constants import BLANK_ID, SAMPLE_RATE_HZ
 from tf_todm.data import speed_perturbation
+from tf_todm.data import vtlp as vtlp_module
 from tf_todm.data.audio import AudioError, check_wav_complete
 from tf_todm.data.features import FRAME_LENGTH, LogMelSpectrogram, frames_for_samples
 from tf_todm.data.manifest import Utterance
@@ -161,7 +162,7 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
                  specaugment=None, feature_layer=None, bucket_boundaries_s: Sequence[float] | None = None,
                  drop_bad: str = "raise", cache_features: bool = False, decoder: str | None = None,
                  shuffle_buffer_size: int | None = None, num_parallel_calls=tf.data.AUTOTUNE,
-                 prefetch: bool = True, speed_perturb: float = 0.0) -> tf.data.Dataset:
+                 prefetch: bool = True, speed_perturb: float = 0.0, vtlp: float = 0.0) -> tf.data.Dataset:
     """Builds the batched dataset of dicts (see module docstring for the order of steps).
 
     Args:
@@ -182,6 +183,9 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
         speed_perturb: training only: each utterance's audio is played at a speed factor drawn
             uniformly in [1 - speed_perturb, 1 + speed_perturb] (`speed_perturbation`), a pure
             function of (seed, utterance index). 0 = off. Not with `cache_features`.
+        vtlp: training only: each utterance's log-mel features are warped along the frequency axis
+            by a factor drawn uniformly in [1 - vtlp, 1 + vtlp] (`vtlp.vtlp_log_mel`, vocal tract
+            length perturbation), a pure function of (seed, utterance index). 0 = off.
 
     Returns:
         `tf.data.Dataset` of `{"features": f32 [B,T,F], "feature_lengths": i32 [B], "labels": i32 [B,U],
@@ -242,8 +246,14 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
 
     texts_t = tf.constant(texts)
 
+    warp = bool(training and vtlp)
+    if warp and not 0.0 < vtlp < 0.5:
+        raise ValueError(f"make_dataset: vtlp must be in [0, 0.5), got {vtlp}")
+
     def load(i):
         feats = get_features(i)
+        if warp:
+            feats = vtlp_module.vtlp_log_mel(feats, vtlp_module.random_vtlp_factor(seed, i, vtlp))
         text = tf.gather(texts_t, i)
         labels = tf.cast(tokenizer.tf_tokenize(text), tf.int32)
         return {"features": feats, "feature_lengths": tf.shape(feats)[0], "labels": labels,

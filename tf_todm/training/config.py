@@ -34,7 +34,10 @@ class TrainConfig:
       specaugment: apply SpecAugment to training features.
       speed_perturb: training audio is played at a per-utterance speed factor drawn uniformly in
         [1 - speed_perturb, 1 + speed_perturb] (`tf_todm.data.speed_perturbation`); 0 = off.
-      augment_from_epoch: SpecAugment and speed perturbation apply from this epoch on (0 = from
+      vtlp: training log-mel features are warped along frequency by a per-utterance factor drawn
+        uniformly in [1 - vtlp, 1 + vtlp] (`tf_todm.data.vtlp`, vocal tract length perturbation);
+        0 = off.
+      augment_from_epoch: SpecAugment, speed perturbation and VTLP apply from this epoch on (0 = from
         the start): a model must first leave the blank plateau, which augmentation delays.
       num_epochs: passes over the training set.
       max_steps: stop after this many optimizer steps (0 = no limit).
@@ -77,6 +80,7 @@ class TrainConfig:
     batch_size: int = 0
     specaugment: bool = True
     speed_perturb: float = 0.0
+    vtlp: float = 0.0
     augment_from_epoch: int = 0
     num_epochs: int = 10
     max_steps: int = 0
@@ -128,6 +132,8 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.speed_perturb < 0.5:
             raise ConfigError(f"TrainConfig.speed_perturb must be in [0, 0.5), got {self.speed_perturb}")
+        if not 0.0 <= self.vtlp < 0.5:
+            raise ConfigError(f"TrainConfig.vtlp must be in [0, 0.5), got {self.vtlp}")
         for name in ("max_steps", "batch_size", "num_random_subnets", "largest_only_steps", "augment_from_epoch",
                      "checkpoint_every_steps",
                      "eval_every_steps", "eval_max_utterances", "max_train_minutes", "kd_weight",

@@ -172,6 +172,7 @@ class TransducerTask:
         return make_dataset(utterances, self.tokenizer, training=training,
                             input_context=input_context, seed=epoch_seed(cfg.seed, epoch),
                             specaugment=specaugment, speed_perturb=cfg.speed_perturb if augment else 0.0,
+                            vtlp=cfg.vtlp if augment else 0.0,
                             **kwargs)
 
     @staticmethod
