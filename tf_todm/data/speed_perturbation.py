@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_todm.data.seeded_draws import SPEED_STREAM, utterance_uniform
+
 
 def speed_perturb(waveform: tf.Tensor, factor) -> tf.Tensor:
     """Plays `waveform` float32 `[N]` `factor` times faster: `[floor((N - 1) / factor) + 1]` samples,
@@ -36,6 +38,5 @@ def random_speed_factor(seed: int, index, max_change: float) -> tf.Tensor:
     in `[1 - max_change, 1 + max_change]`, a pure function of (seed, index)."""
     if not 0.0 <= max_change < 0.5:
         raise ValueError(f"speed perturbation max_change must be in [0, 0.5), got {max_change}")
-    pair = tf.stack([tf.constant(seed % (2 ** 31 - 1), tf.int64), tf.cast(index, tf.int64)])
-    u = tf.random.stateless_uniform([], seed=pair, minval=-1.0, maxval=1.0, dtype=tf.float64)
+    u = utterance_uniform(seed, index, [], -1.0, 1.0, SPEED_STREAM, tf.float64)
     return 1.0 + max_change * u

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tf_todm.constants import SAMPLE_RATE_HZ
 from tf_todm.data import features as feature_settings
+from tf_todm.data.seeded_draws import VTLP_STREAM, utterance_uniform
 
 KNEE_HZ = 4800.0
 """f_hi of Jaitly & Hinton: the warp is linear (f -> alpha f) below about this frequency."""
@@ -87,6 +88,4 @@ def random_vtlp_factor(seed: int, index, max_change: float) -> tf.Tensor:
     of the speed-perturbation draw of the same utterance (another stateless stream)."""
     if not 0.0 <= max_change < 0.5:
         raise ValueError(f"VTLP max_change must be in [0, 0.5), got {max_change}")
-    pair = tf.stack([tf.constant((seed + 7919) % (2 ** 31 - 1), tf.int64), tf.cast(index, tf.int64)])
-    u = tf.random.stateless_uniform([], seed=pair, minval=-1.0, maxval=1.0, dtype=tf.float64)
-    return 1.0 + max_change * u
+    return 1.0 + max_change * utterance_uniform(seed, index, [], -1.0, 1.0, VTLP_STREAM, tf.float64)
