@@ -91,3 +91,12 @@ def test_bad_extra_train_voice_one_line_exit_1(tmp_path):
     assert proc.returncode == 1
     assert "error: voice name 'flite:awb': expected" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_compare_corpus_splits_does_not_load_tensorflow():
+    # A hashing tool: it should start in a second, not load TensorFlow through a helper import.
+    code = "import sys, experiments.compare_corpus_splits; print('tensorflow' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -11,41 +11,20 @@ A save is ordered so that a run killed at any moment leaves every listed checkpo
 (`tf.train.CheckpointManager.save` records the index still listing the checkpoint it is about to
 delete, deletes it, then records again: a kill in between leaves a listed, missing checkpoint.)
 A kill can leave unlisted orphan files only; the next save removes them. JSON side files go
-through `write_json_atomic` (temp + rename).
+through `tf_todm.atomic_files.write_json_atomic` (temp + rename).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
 import time
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import tensorflow as tf
 
-
-def write_text_atomic(path: str, text: str, suffix: str = ".tmp") -> None:
-    """Writes `text` to `path` via a temp file in the same directory + fsync + `os.replace`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    """Writes `obj` as JSON to `path` atomically (`write_text_atomic`)."""
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", suffix=".json")
+from tf_todm.atomic_files import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
 
 def write_checkpoint_index(directory: str, names: List[str], timestamps: List[float]) -> None:

@@ -1,0 +1,31 @@
+"""Atomic side files (JSON results, checkpoint indexes): a reader sees the old file or the new one,
+never half of one, even if the writer is killed. No TensorFlow import, so data tools can use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+
+def write_text_atomic(path: str, text: str, suffix: str = ".tmp") -> None:
+    """Writes `text` to `path` via a temp file in the same directory + fsync + `os.replace`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Writes `obj` as JSON to `path` atomically (`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", suffix=".json")
