@@ -104,7 +104,7 @@ def load_data(out_dir: str):
         return [corpora.load_tedlium(os.path.join(FLAGS.tedlium_root, s),
                                      cache_dir=os.path.join(out_dir, "tedlium", s))
                 for s in FLAGS.tedlium_splits]
-    ts.prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
+    ts.prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed, FLAGS.corpus_extra_train_voices)
     return [read_manifest(os.path.join(FLAGS.corpus_dir, f"{s}.jsonl"))
             for s in ("train", "dev", "test")]
 

@@ -93,7 +93,7 @@ def run() -> dict:
     if not FLAGS.out_dir:
         raise ValueError("--out_dir is required")
     model_config, train_config = ts.build_configs(supernet=True)
-    ts.prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
+    ts.prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed, FLAGS.corpus_extra_train_voices)
     split = lambda s: read_manifest(os.path.join(FLAGS.corpus_dir, f"{s}.jsonl"))  # noqa: E731
     train_utts = read_manifest(FLAGS.train_manifest) if FLAGS.train_manifest else split("train")
     dev_utts = read_manifest(FLAGS.dev_manifest) if FLAGS.dev_manifest else split("dev")

@@ -25,6 +25,10 @@ flags.DEFINE_string("dev_manifest", None, "Dev JSONL manifest (default: <corpus_
 flags.DEFINE_string("corpus_dir", "artifacts/corpus", "Default corpus folder (generated if missing).")
 flags.DEFINE_float("corpus_hours", 1.0, "Hours of the default corpus when it has to be generated.")
 flags.DEFINE_integer("corpus_seed", 0, "Seed of the default corpus when it has to be generated.")
+flags.DEFINE_list("corpus_extra_train_voices", [],
+                  "Voices (or set names such as flite8) the corpus adds to its train split only, as "
+                  "`make_corpus --extra_train_voices`; an existing --corpus_dir made with other extra "
+                  "voices is refused.")
 flags.DEFINE_string("tokenizer", None, "SentencePiece model (default: <out_dir>/tokenizer.model; "
                     "trained if missing).")
 flags.DEFINE_integer("vocab_size", 256, "Vocabulary size when a tokenizer has to be trained.")
@@ -41,10 +45,10 @@ flags.DEFINE_string("subnet", None, "train_single only: SubnetConfig JSON (or a 
 SUPERNET = True
 
 
-def prepare_corpus(corpus_dir: str, hours: float, seed: int) -> None:
+def prepare_corpus(corpus_dir: str, hours: float, seed: int, extra_train_voices=()) -> None:
     """Kept for the benchmark CLIs: `tf_todm.data.synthetic.ensure_default_corpus`."""
     from tf_todm.data.synthetic import ensure_default_corpus
-    ensure_default_corpus(corpus_dir, hours, seed)
+    ensure_default_corpus(corpus_dir, hours, seed, extra_train_voices)
 
 
 def prepare_tokenizer(path: str, texts, vocab_size: int):
@@ -95,7 +99,7 @@ def prepare_data(train_config, run_with_tokenizer=None, test_manifest=None):
     """
     from tf_todm.data.manifest import read_manifest
     if FLAGS.train_manifest is None or FLAGS.dev_manifest is None:
-        prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed)
+        prepare_corpus(FLAGS.corpus_dir, FLAGS.corpus_hours, FLAGS.corpus_seed, FLAGS.corpus_extra_train_voices)
     train_manifest = FLAGS.train_manifest or os.path.join(FLAGS.corpus_dir, "train.jsonl")
     dev_manifest = FLAGS.dev_manifest or os.path.join(FLAGS.corpus_dir, "dev.jsonl")
     test_manifest = test_manifest or os.path.join(FLAGS.corpus_dir, "test.jsonl")

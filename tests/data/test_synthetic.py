@@ -330,3 +330,24 @@ def test_ensure_default_corpus_generates_once_then_leaves_it_alone(tmp_path):
     again = ensure_default_corpus(out, 0.002, seed=4)
     assert again["utterances"] == summary["utterances"] and _hashes(out) == hashes
     assert os.path.exists(manifests["dev"]) and os.path.exists(os.path.join(out, "summary.json"))
+
+
+def test_ensure_default_corpus_checks_the_extra_training_voices(tmp_path):
+    out = str(tmp_path / "corpus")
+    summary = ensure_default_corpus(out, 0.002, seed=0, extra_train_voices=["flite8"])
+    names = [v.name for v in synthetic.EXTRA_TRAIN_VOICE_SETS["flite8"]]
+    assert summary["extra_train_voices"] == names
+    hashes = _hashes(out)
+    with open(os.path.join(out, "summary.json")) as f:
+        stored = json.load(f)
+    assert ensure_default_corpus(out, 0.002, seed=0, extra_train_voices=names) == stored  # set or names
+    # Asking for other extra voices (or none) is refused, naming the summary and both lists.
+    with pytest.raises(synthetic.SynthesisError, match=r"summary.json: extra_train_voices is \[.*flite:awb"
+                                                        r".*\], expected none"):
+        ensure_default_corpus(out, 0.002, seed=0)
+    with pytest.raises(synthetic.SynthesisError, match=r"expected \['flite:kal:r108:f130'\]"):
+        ensure_default_corpus(out, 0.002, seed=0, extra_train_voices=["flite:kal:r108:f130"])
+    assert _hashes(out) == hashes  # nothing regenerated or touched
+    os.remove(os.path.join(out, "summary.json"))
+    with pytest.raises(synthetic.SynthesisError, match="summary.json: missing, so the corpus' extra training"):
+        ensure_default_corpus(out, 0.002, seed=0, extra_train_voices=["flite8"])

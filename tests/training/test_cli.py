@@ -21,3 +21,17 @@ def test_bad_config_is_one_line_exit_1(tmp_path, args, message):
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, proc.stderr[-2000:]
+
+
+def test_corpus_made_with_other_extra_voices_is_refused(tiny_corpus, tmp_path):
+    # tiny_corpus has no extra training voices; asking for flite8 must not train on it silently.
+    proc = subprocess.run([sys.executable, "-m", "experiments.train_single", f"--out_dir={tmp_path / 'run'}",
+                           f"--corpus_dir={tiny_corpus['root']}", "--corpus_extra_train_voices=flite8"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "summary.json: extra_train_voices is none, expected ['flite:awb" in last, \
+        proc.stderr[-2000:]
+    assert not os.path.exists(tmp_path / "run" / "ckpt")

@@ -616,21 +616,39 @@ def generate_corpus(out_dir: str, hours: float, seed: int, num_workers: int | No
     return result
 
 
-def ensure_default_corpus(corpus_dir: str, hours: float, seed: int) -> dict | None:
+def ensure_default_corpus(corpus_dir: str, hours: float, seed: int,
+                          extra_train_voices: Sequence[str] = ()) -> dict | None:
     """Generates the default corpus under `corpus_dir` unless its three manifests already exist.
 
-    An existing corpus is left untouched (whatever `hours`/`seed` say). Returns the corpus summary:
-    the fresh one, else the stored `summary.json`, else None (manifests present, no summary).
+    An existing corpus is left untouched (whatever `hours`/`seed` say), but it must have been made
+    with the same `extra_train_voices` (voice or set names, as `make_corpus --extra_train_voices`
+    takes them): a corpus whose `summary.json` lists other extra voices, or that has no summary
+    when extra voices are asked for, raises `SynthesisError` instead of silently training on other
+    data. Returns the corpus summary: the fresh one, else the stored `summary.json`, else None
+    (manifests present, no summary, no extra voices asked for).
     """
+    extra = resolve_extra_train_voices(extra_train_voices)
+    wanted = [v.name for v in extra]
     if all(os.path.exists(os.path.join(corpus_dir, f"{s}.jsonl")) for s in SPLITS):
         summary_path = os.path.join(corpus_dir, "summary.json")
         if not os.path.exists(summary_path):
+            if wanted:
+                raise SynthesisError(f"{summary_path}: missing, so the corpus' extra training voices cannot "
+                                     f"be checked against the {len(wanted)} asked for; regenerate it or "
+                                     f"drop the extra voices")
             return None
         with open(summary_path, encoding="utf-8") as f:
-            return json.load(f)
+            summary = json.load(f)
+        found = list(summary.get("extra_train_voices", []))
+        if found != wanted:
+            raise SynthesisError(f"{summary_path}: extra_train_voices is {found or 'none'}, expected "
+                                 f"{wanted or 'none'}; use another corpus folder or matching "
+                                 f"extra training voices")
+        return summary
     from absl import logging
-    logging.info("generating the default corpus (%.2f h) under %s", hours, corpus_dir)
-    return generate_corpus(corpus_dir, hours=hours, seed=seed)
+    logging.info("generating the default corpus (%.2f h%s) under %s", hours,
+                 f", {len(extra)} extra training voices" if extra else "", corpus_dir)
+    return generate_corpus(corpus_dir, hours=hours, seed=seed, config=CorpusConfig(extra_train_voices=extra))
 
 
 def format_summary(summary: dict) -> str:
