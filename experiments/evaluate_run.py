@@ -4,7 +4,7 @@
         --manifest=artifacts/corpus/test.jsonl --output_json=artifacts/single_45min/test_eval.json
 
 Loads the run's newest checkpoint (`tf_todm.training.restore.load_trained_model`; `--average_last=N`
-averages the newest N; `--subnet` picks a subnet of a supernet run) and its tokenizer, decodes every utterance greedily (or with
+averages the newest N, `--up_to_step=S` only those written at or before step S; `--subnet` picks a subnet of a supernet run) and its tokenizer, decodes every utterance greedily (or with
 `--beam_size` > 1, optionally fused with a token n-gram LM fitted on `--lm_train_manifest`'s
 transcripts: `--lm_weight`, `--lm_length_bonus`, tuned on dev by `experiments.tune_lm_fusion`), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
 {domain: {"wer", "cer", "num_utterances"}} (the manifest's `domain` field), per speaker the same
@@ -48,6 +48,8 @@ flags.DEFINE_float("lm_length_bonus", 0.0, "Score added per emitted token when f
 flags.DEFINE_integer("max_utterances", 0, "Decode only the first N utterances (0 = all).")
 flags.DEFINE_integer("average_last", 1, "Decode the element-wise mean of the run's newest N checkpoints "
                      "(1 = the newest checkpoint alone).", lower_bound=1)
+flags.DEFINE_integer("up_to_step", None, "Use only checkpoints written at or before this optimizer step "
+                     "(compare runs at equal steps); default: all.", lower_bound=0)
 
 
 def decode_utterances(model, tokenizer, utterances, batch_size: int, beam_size: int = 1, fusion=None):
@@ -94,10 +96,19 @@ def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: 
     return ShallowFusion(lm, weight, length_bonus)
 
 
+def decoded_checkpoint_steps(run_dir: str, average_last: int, up_to_step: int | None) -> list:
+    """Steps of the checkpoints `load_trained_model` averages for these settings."""
+    from tf_todm.training.checkpoints import listed_checkpoints
+    from tf_todm.training.restore import checkpoint_step, select_checkpoints
+    kept = listed_checkpoints(os.path.join(run_dir, "ckpt"))
+    return [checkpoint_step(p) for p in select_checkpoints(kept, average_last, up_to_step)]
+
+
 def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, batch_size: int = 16,
                  max_utterances: int = 0, calibration_manifest: Optional[str] = None,
                  lm_train_manifest: Optional[str] = None, lm_order: int = 6, lm_weight: float = 0.0,
-                 lm_length_bonus: float = 0.0, average_last: int = 1, lm_min_count: int = 1) -> dict:
+                 lm_length_bonus: float = 0.0, average_last: int = 1, lm_min_count: int = 1,
+                 up_to_step: int | None = None) -> dict:
     from tf_todm.data.manifest import read_manifest
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
     utterances = read_manifest(manifest)
@@ -109,12 +120,14 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
     if subnet is not None and calibration_manifest:
         from tf_todm.models.batch_norm_calibration import calibration_batches
         calibration = calibration_batches(read_manifest(calibration_manifest), tokenizer)
-    model = load_trained_model(run_dir, subnet, calibration, average_last=average_last)
+    model = load_trained_model(run_dir, subnet, calibration, average_last=average_last, up_to_step=up_to_step)
     groups = collections.defaultdict(list)  # (domain, speaker) -> utterances
     for u in utterances:
         groups[(u.domain or "all", u.speaker)].append(u)
     result = {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
-              "beam_size": beam_size, "average_last": average_last, "domains": {}, "speakers": {}, "hypotheses": []}
+              "beam_size": beam_size, "average_last": average_last,
+              "checkpoint_steps": decoded_checkpoint_steps(run_dir, average_last, up_to_step),
+              "domains": {}, "speakers": {}, "hypotheses": []}
     if fusion is not None:
         result["lm"] = {"train_manifest": os.path.abspath(lm_train_manifest), "order": lm_order,
                         "weight": lm_weight, "length_bonus": lm_length_bonus, "min_count": lm_min_count}
@@ -173,7 +186,7 @@ def main(argv):
         result = evaluate_run(FLAGS.run_dir, FLAGS.manifest, subnet, FLAGS.beam_size, FLAGS.batch_size,
                               FLAGS.max_utterances, FLAGS.calibration_manifest, FLAGS.lm_train_manifest,
                               FLAGS.lm_order, FLAGS.lm_weight, FLAGS.lm_length_bonus, FLAGS.average_last,
-                              FLAGS.lm_min_count)
+                              FLAGS.lm_min_count, FLAGS.up_to_step)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

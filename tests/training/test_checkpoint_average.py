@@ -1,4 +1,4 @@
-"""Checkpoint averaging in `load_trained_model(average_last=N)`, against a float64 numpy mean."""
+"""Checkpoint averaging in `load_trained_model(average_last=N, up_to_step=S)`, against a float64 numpy mean."""
 import json
 import os
 
@@ -9,7 +9,8 @@ import tensorflow as tf
 from tf_todm.models.testing import tiny_config
 from tf_todm.models.transducer import Transducer
 from tf_todm.training.checkpoints import Checkpointer, TrainState, listed_checkpoints
-from tf_todm.training.restore import RunFolderError, average_weights, load_trained_model
+from tf_todm.training.restore import (RunFolderError, average_weights, checkpoint_step, load_trained_model,
+                                     select_checkpoints)
 
 
 def _run_folder(tmp_path, num_checkpoints=3):
@@ -73,3 +74,27 @@ def test_averaging_more_checkpoints_than_kept_names_the_folder_and_count(tmp_pat
         load_trained_model(run_dir, average_last=3)
     with pytest.raises(RunFolderError, match="average_last=0"):
         load_trained_model(run_dir, average_last=0)
+
+
+def test_up_to_step_takes_the_newest_checkpoints_at_or_before_that_step(tmp_path):
+    run_dir, saved = _run_folder(tmp_path)  # steps 100, 200, 300
+    for bound in (200, 299):
+        for got, want in zip(load_trained_model(run_dir, up_to_step=bound).get_weights(), saved[1]):
+            np.testing.assert_array_equal(got, want)
+    averaged = load_trained_model(run_dir, average_last=2, up_to_step=200).get_weights()
+    for got, a, b in zip(averaged, saved[0], saved[1]):
+        want = (np.asarray(a, np.float64) + np.asarray(b, np.float64)) / 2
+        np.testing.assert_allclose(got, want.astype(got.dtype), rtol=1e-6, atol=1e-7)
+    with pytest.raises(RunFolderError, match=r"holds 1 checkpoints at or before step 150, cannot average the "
+                                             r"last 2 \(steps kept: \[100, 200, 300\]\)"):
+        load_trained_model(run_dir, average_last=2, up_to_step=150)
+    with pytest.raises(RunFolderError, match="holds 0 checkpoints at or before step 50"):
+        load_trained_model(run_dir, up_to_step=50)
+
+
+def test_checkpoint_step_parses_checkpointer_names_only():
+    assert checkpoint_step("/runs/a/ckpt/ckpt-6296") == 6296
+    assert select_checkpoints(["d/ckpt-3", "d/ckpt-10", "d/ckpt-20"], 2, up_to_step=15) == ["d/ckpt-3", "d/ckpt-10"]
+    for bad in ("/runs/a/ckpt/model-12", "/runs/a/ckpt/ckpt-x"):
+        with pytest.raises(RunFolderError, match="expected a checkpoint named ckpt-<step>"):
+            checkpoint_step(bad)

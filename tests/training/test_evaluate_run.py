@@ -17,6 +17,7 @@ def test_per_domain_wer_matches_jiwer_over_written_hypotheses(run_module, tiny_r
     result = json.loads(out.read_text())
     utterances = read_manifest(manifest)
     assert result["num_utterances"] == len(utterances) == len(result["hypotheses"])
+    assert result["checkpoint_steps"] == [2]  # the run's final (and only kept) checkpoint
     assert sorted(h["reference"] for h in result["hypotheses"]) == sorted(u.text for u in utterances)
     expected_domains = {u.domain or "all" for u in utterances}
     assert set(result["domains"]) == expected_domains
@@ -83,3 +84,11 @@ def test_averaging_more_checkpoints_than_the_run_kept_is_one_line_exit_1(run_mod
                        f"--manifest={tiny_corpus['dev_manifest']}", "--average_last=50"])
     assert proc.returncode == 1
     assert "cannot average the last 50" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_up_to_step_before_every_checkpoint_is_one_line_exit_1(run_module, tiny_run, tiny_corpus):
+    proc = run_module(["experiments.evaluate_run", f"--run_dir={tiny_run}",
+                       f"--manifest={tiny_corpus['dev_manifest']}", "--up_to_step=1"])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "holds 0 checkpoints at or before step 1" in last and "steps kept: [2]" in last, proc.stderr[-2000:]

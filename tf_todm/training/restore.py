@@ -46,8 +46,28 @@ def _read_checkpoint(model, path: str, config_path: str) -> None:
                              f"checkpoint of the same config ({reason})") from None
 
 
+def checkpoint_step(path: str) -> int:
+    """The optimizer step of a `Checkpointer` checkpoint path (`.../ckpt-<step>`)."""
+    prefix, _, step = os.path.basename(path).rpartition("-")
+    if prefix != "ckpt" or not step.isdigit():
+        raise RunFolderError(f"{path}: expected a checkpoint named ckpt-<step>")
+    return int(step)
+
+
+def select_checkpoints(paths: Sequence[str], count: int, up_to_step: int | None = None) -> list:
+    """The newest `count` of `paths` (oldest first, as the checkpoint index lists them) whose step
+    is at most `up_to_step` (None = no bound); raises `RunFolderError` when fewer exist."""
+    eligible = [p for p in paths if up_to_step is None or checkpoint_step(p) <= up_to_step]
+    if len(eligible) < count:
+        bound = "" if up_to_step is None else f" at or before step {up_to_step}"
+        folder = os.path.dirname(paths[0]) if paths else "ckpt"
+        raise RunFolderError(f"{folder}: holds {len(eligible)} checkpoints{bound}, cannot average the last {count}"
+                             f" (steps kept: {[checkpoint_step(p) for p in paths]})")
+    return list(eligible[-count:])
+
+
 def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None,
-                       average_last: int = 1) -> Transducer:
+                       average_last: int = 1, up_to_step: int | None = None) -> Transducer:
     """The `Transducer` of a trainer run folder: `config.json["model"]` + the newest `ckpt/`,
     optionally extracted to `subnet_config` (a `SubnetConfig`). Refuses a checkpoint that does not
     hold every weight of the model (e.g. one written by another config) instead of leaving some
@@ -56,7 +76,9 @@ def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=Non
     `average_last` = N > 1 loads the element-wise mean of the newest N checkpoints of the index
     (`average_weights`; BatchNorm statistics are averaged like every float weight), which smooths
     the noise of the last optimizer steps; the run must have kept N
-    (`TrainConfig.max_checkpoints_to_keep`).
+    (`TrainConfig.max_checkpoints_to_keep`). `up_to_step` = S takes the newest checkpoints written at
+    or before step S instead, so runs that reached different step counts in the same wall time can
+    be compared at equal steps.
 
     A supernet with conv-module BatchNorm holds statistics pooled over the subnets it trained; a
     subnet needs its own, re-estimated from `calibration_batches` (training batches,
@@ -75,19 +97,16 @@ def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=Non
     if average_last < 1:
         raise RunFolderError(f"average_last={average_last}: expected >= 1 checkpoints to average")
     model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "ckpt"))
+    ckpt_dir = os.path.join(run_dir, "ckpt")
+    latest = tf.train.latest_checkpoint(ckpt_dir)
     if latest is None:
-        raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: no checkpoint found")
-    if average_last == 1:
+        raise RunFolderError(f"{ckpt_dir}: no checkpoint found")
+    if average_last == 1 and up_to_step is None:
         _read_checkpoint(model, latest, path)
     else:
         from tf_todm.training.checkpoints import listed_checkpoints
-        kept = listed_checkpoints(os.path.join(run_dir, "ckpt"))
-        if len(kept) < average_last:
-            raise RunFolderError(f"{os.path.join(run_dir, 'ckpt')}: holds {len(kept)} checkpoints, cannot "
-                                 f"average the last {average_last}")
         weights = []
-        for checkpoint in kept[-average_last:]:
+        for checkpoint in select_checkpoints(listed_checkpoints(ckpt_dir), average_last, up_to_step):
             _read_checkpoint(model, checkpoint, path)
             weights.append(model.get_weights())
         model.set_weights(average_weights(weights))
