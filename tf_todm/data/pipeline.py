@@ -3,7 +3,8 @@
 Order: validate the whole list in Python (missing/unreadable files, wrong rate/channels, audio
 shorter than one frame, empty or unencodable text) → shard by `InputContext` → shuffle file
 indices (seeded) → decode audio → speed perturbation (training, optional) → log-mel → VTLP
-(training, optional) → in-graph SentencePiece → bucket by length → padded batch → SpecAugment (stateless, seeded per batch) → prefetch.
+(training, optional) → in-graph SentencePiece → bucket by length → padded batch →
+SpecAugment (stateless, seeded per batch) → prefetch.
 
 WAV files in 16-bit PCM are decoded in-graph with `tf.audio.decode_wav` (no GIL; 1.2-2.5x the
 throughput of `soundfile` via `tf.numpy_function` in experiments/benchmark_data.py); anything else
