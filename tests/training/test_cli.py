@@ -23,10 +23,14 @@ def test_bad_config_is_one_line_exit_1(tmp_path, args, message):
     assert last.startswith("error: ") and message in last, proc.stderr[-2000:]
 
 
-def test_corpus_made_with_other_extra_voices_is_refused(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("extra_flags", [
+    ["--corpus_extra_train_voices=flite8"],
+    ["--flagfile=experiments/flags/single_45min_flite8.cfg"],  # the issue-3 recipe asks for flite8 itself
+])
+def test_corpus_made_with_other_extra_voices_is_refused(tiny_corpus, tmp_path, extra_flags):
     # tiny_corpus has no extra training voices; asking for flite8 must not train on it silently.
-    proc = subprocess.run([sys.executable, "-m", "experiments.train_single", f"--out_dir={tmp_path / 'run'}",
-                           f"--corpus_dir={tiny_corpus['root']}", "--corpus_extra_train_voices=flite8"],
+    proc = subprocess.run([sys.executable, "-m", "experiments.train_single", *extra_flags,
+                           f"--out_dir={tmp_path / 'run'}", f"--corpus_dir={tiny_corpus['root']}"],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, PYTHONPATH=REPO))
     assert proc.returncode == 1
