@@ -390,6 +390,66 @@ section("Issue 3, stop 23 control: the same-day rerun's 5 averaged checkpoints, 
         "--output_json=artifacts/single_45min_8h_rerun23/eval_test_avg5_beam4_lm.json")(single_model)
 
 
+def runs_side_by_side(files: dict) -> list[str]:
+    """Domain and voice x run table of `evaluate_run` results (one column per run folder), with the
+    checkpoints each column averaged: the step-matched comparisons."""
+    runs = {os.path.basename(os.path.normpath(d["run_dir"])): d for d in files.values()}
+    first = next(iter(runs.values()))
+    rows = ["| WER % | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+    for domain in first["domains"]:
+        rows.append(f"| {domain} | " + " | ".join(pct(d["domains"].get(domain, {}).get("wer")) for d in runs.values())
+                    + " |")
+    rows.append("| all | " + " | ".join(pct(d["wer"]) for d in runs.values()) + " |")
+    for voice in first.get("speakers", {}):
+        rows.append(f"| {voice} | " + " | ".join(pct(d["speakers"].get(voice, {}).get("wer")) for d in runs.values())
+                    + " |")
+    rows.append("| checkpoints averaged (steps) | " + " | ".join(
+        ", ".join(str(s) for s in d.get("checkpoint_steps", [])) or "-" for d in runs.values()) + " |")
+    return rows
+
+
+VTLP_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
+            "--corpus_dir=artifacts/corpus_8h_flite8 --corpus_extra_train_voices=flite8 --train=vtlp=0.1 "
+            "--train=max_checkpoints_to_keep=10 --out_dir=artifacts/single_45min_8h_flite8_vtlp")
+VTLP_STEP = 6000  # the newest step all three runs kept five checkpoints up to (declared before decoding)
+_AT_STEP = (f"for r in flite8 flite8_vtlp rerun23; do python -m experiments.evaluate_run "
+            f"--run_dir=artifacts/single_45min_8h_$r --average_last=5 --up_to_step={VTLP_STEP} ")
+_AT_STEP_RUNS = "single_45min_8h_[fr]*"  # flite8, flite8_vtlp and rerun23 (the default-corpus control)
+_LM = "--beam_size=4 --lm_weight=0.7 --lm_length_bonus=1.5 --lm_train_manifest="
+
+section(f"Issue 3, stop 24: three runs at equal steps (5 checkpoints up to step {VTLP_STEP} averaged in each): the "
+        "default corpus (stop 23's control), the flite8 corpus, the flite8 corpus with VTLP (+-10%, from the "
+        "first step); whole dev split, greedy",
+        f"{_AT_STEP_RUNS}/eval_dev_avg5_s{VTLP_STEP}.json",
+        VTLP_RUN + " && " + _AT_STEP + "--manifest=artifacts/corpus_8h/dev.jsonl "
+        f"--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5_s{VTLP_STEP}.json; done")(runs_side_by_side)
+
+section(f"Issue 3, stop 24: the same three runs at step {VTLP_STEP}, greedy, test split of the 8-h corpus",
+        f"{_AT_STEP_RUNS}/eval_test_avg5_s{VTLP_STEP}.json",
+        _AT_STEP + "--manifest=artifacts/corpus_8h/test.jsonl "
+        f"--output_json=artifacts/single_45min_8h_$r/eval_test_avg5_s{VTLP_STEP}.json; done")(runs_side_by_side)
+
+section(f"Issue 3, stop 24: the same three runs at step {VTLP_STEP}, beam search (4) + 6-gram token LM fitted on "
+        "each run's own training transcripts (weight 0.7, bonus 1.5), test split of the 8-h corpus",
+        f"{_AT_STEP_RUNS}/eval_test_avg5_s{VTLP_STEP}_beam4_lm.json",
+        _AT_STEP + "--manifest=artifacts/corpus_8h/test.jsonl " + _LM +
+        "artifacts/$([ $r = rerun23 ] && echo corpus_8h || echo corpus_8h_flite8)/train.jsonl "
+        f"--output_json=artifacts/single_45min_8h_$r/eval_test_avg5_s{VTLP_STEP}_beam4_lm.json; done")(runs_side_by_side)
+
+section("Issue 3, stop 24: the VTLP run as the 45 minutes left it (its newest 5 checkpoints), greedy, test split "
+        "of the 8-h corpus", "single_45min_8h_flite8_vtlp/eval_test_avg5.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_flite8_vtlp "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 "
+        "--output_json=artifacts/single_45min_8h_flite8_vtlp/eval_test_avg5.json")(single_model)
+
+section("Issue 3, stop 24: the VTLP run's newest 5 checkpoints, beam search (4) + 6-gram token LM (weight 0.7, "
+        "bonus 1.5), test split of the 8-h corpus", "single_45min_8h_flite8_vtlp/eval_test_avg5_beam4_lm.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_flite8_vtlp "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
+        "--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5 "
+        "--output_json=artifacts/single_45min_8h_flite8_vtlp/eval_test_avg5_beam4_lm.json")(single_model)
+
+
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
          "of each, plain-TF losses, run one after the other on a quiet machine", "bench/train_step_corpus_8h*.json",
          "python -m experiments.benchmark_train_step --flagfile=experiments/flags/single_45min.cfg "
@@ -612,6 +672,14 @@ section("Issue-3 runs, stop 23: 8 more flite training voices vs the same recipe 
         "artifacts/single_45min_8h_rerun23,artifacts/single_45min_8h_flite8 "
         "--names=default_corpus_stop22,default_corpus_stop23,flite8_corpus_stop23 --tags=dev_wer/model --window=600 "
         "--output_json=artifacts/compare/single_45min_flite8_dev_wer.json")(dev_wer_curve)
+
+
+section("Issue-3 runs, stop 24: VTLP (+-10%) on the flite8 corpus vs the flite8 run without it, dev WER during "
+        "training (same 60 dev utterances; compare at equal steps, the runs' speeds differ)",
+        "compare/single_45min_vtlp_dev_wer.json",
+        "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_flite8,"
+        "artifacts/single_45min_8h_flite8_vtlp --names=flite8_stop23,flite8_vtlp_stop24 --tags=dev_wer/model "
+        "--window=600 --output_json=artifacts/compare/single_45min_vtlp_dev_wer.json")(dev_wer_curve)
 
 
 @section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",

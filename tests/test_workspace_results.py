@@ -266,3 +266,18 @@ def test_average_sweep_orders_by_checkpoint_count_and_names_the_lowest_dev_wer()
     assert body[1].split("|")[2].strip() == "1200"  # steps covered: 4 gaps of 300
     assert "| 52.7 | 32.7 | 72.7 |" in body[1]
     assert any(r.startswith("Lowest dev WER: 5 checkpoints") for r in rows)
+
+
+def test_runs_side_by_side_one_column_per_run_with_the_checkpoints_it_averaged():
+    def result(run, wer, steps, rms=None):
+        speakers = {"espeak:en": {"wer": wer}}
+        if rms is not None:
+            speakers["flite:rms"] = {"wer": rms}
+        return {"run_dir": f"/a/{run}/", "wer": wer, "checkpoint_steps": steps, "speakers": speakers,
+                "domains": {"command": {"wer": wer / 2}, "open": {"wer": wer * 1.5}}}
+    files = {"a/eval": result("run_a", 0.5, [4800, 5100], rms=0.8), "b/eval": result("run_b", 0.4, [6000])}
+    rows = wr.runs_side_by_side(files)
+    assert rows[0] == "| WER % | run_a | run_b |"
+    assert "| command | 25.0 | 20.0 |" in rows and "| all | 50.0 | 40.0 |" in rows
+    assert "| flite:rms | 80.0 | - |" in rows  # a voice one run did not decode
+    assert rows[-1] == "| checkpoints averaged (steps) | 4800, 5100 | 6000 |"
