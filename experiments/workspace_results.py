@@ -344,6 +344,26 @@ section(f"Issue 3, stop 23: that run's {FLITE8_AVERAGE} averaged checkpoints, be
         f"--output_json=artifacts/single_45min_8h_flite8/eval_test_avg{FLITE8_AVERAGE}_beam4_lm.json")(single_model)
 
 
+section("Issue 3, stop 24: LM fusion retuned on dev for the flite8 run's 5 averaged checkpoints (a wider grid: "
+        "earlier choices sat at the grid's edge)", "single_45min_8h_flite8/lm_fusion_dev_avg5.json",
+        "python -m experiments.tune_lm_fusion --run_dir=artifacts/single_45min_8h_flite8 --average_last=5 "
+        "--manifest=artifacts/corpus_8h/dev.jsonl --lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl "
+        "--beam_size=4 --max_utterances=200 --lm_weights=0.7,0.9,1.1,1.3 --lm_length_bonuses=0.5,1.0,1.5,2.0 "
+        "--tune_json=artifacts/single_45min_8h_flite8/lm_fusion_dev_avg5.json"
+        )(lambda d: lm_fusion_tuning(d) + ["", "Plot: `artifacts/single_45min_8h_flite8/lm_fusion_dev_avg5.png`."])
+
+FLITE8_LM = (0.7, 2.0)  # the retune's choice (lowest dev WER of the grid above), applied to test once
+
+section(f"Issue 3, stop 24: the flite8 run's 5 averaged checkpoints, beam search (4) + 6-gram token LM with the "
+        f"retuned setting (weight {FLITE8_LM[0]}, bonus {FLITE8_LM[1]}), test split of the 8-h corpus",
+        "single_45min_8h_flite8/eval_test_avg5_beam4_lm_retuned.json",
+        "python -m experiments.evaluate_run --run_dir=artifacts/single_45min_8h_flite8 "
+        "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
+        f"--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl --lm_weight={FLITE8_LM[0]} "
+        f"--lm_length_bonus={FLITE8_LM[1]} "
+        "--output_json=artifacts/single_45min_8h_flite8/eval_test_avg5_beam4_lm_retuned.json")(single_model)
+
+
 @section("Issue 3: dev WER per voice of every 45-minute run kept on this machine, 5 averaged checkpoints, greedy",
          "single_45min_8h*/eval_dev_avg5.json",
          "python -m experiments.evaluate_run --run_dir=artifacts/RUN --manifest=artifacts/corpus_8h/dev.jsonl "
