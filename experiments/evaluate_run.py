@@ -96,21 +96,14 @@ def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: 
     return ShallowFusion(lm, weight, length_bonus)
 
 
-def decoded_checkpoint_steps(run_dir: str, average_last: int, up_to_step: int | None) -> list:
-    """Steps of the checkpoints `load_trained_model` averages for these settings."""
-    from tf_todm.training.checkpoints import listed_checkpoints
-    from tf_todm.training.restore import checkpoint_step, select_checkpoints
-    kept = listed_checkpoints(os.path.join(run_dir, "ckpt"))
-    return [checkpoint_step(p) for p in select_checkpoints(kept, average_last, up_to_step)]
-
-
 def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, batch_size: int = 16,
                  max_utterances: int = 0, calibration_manifest: Optional[str] = None,
                  lm_train_manifest: Optional[str] = None, lm_order: int = 6, lm_weight: float = 0.0,
                  lm_length_bonus: float = 0.0, average_last: int = 1, lm_min_count: int = 1,
                  up_to_step: int | None = None) -> dict:
     from tf_todm.data.manifest import read_manifest
-    from tf_todm.training.restore import load_run_tokenizer, load_trained_model
+    from tf_todm.training.restore import (checkpoint_step, checkpoints_to_restore, load_run_tokenizer,
+                                          load_trained_model)
     utterances = read_manifest(manifest)
     if max_utterances:
         utterances = utterances[:max_utterances]
@@ -126,7 +119,8 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
         groups[(u.domain or "all", u.speaker)].append(u)
     result = {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
               "beam_size": beam_size, "average_last": average_last,
-              "checkpoint_steps": decoded_checkpoint_steps(run_dir, average_last, up_to_step),
+              "checkpoint_steps": [checkpoint_step(path)
+                                   for path in checkpoints_to_restore(run_dir, average_last, up_to_step)],
               "domains": {}, "speakers": {}, "hypotheses": []}
     if fusion is not None:
         result["lm"] = {"train_manifest": os.path.abspath(lm_train_manifest), "order": lm_order,

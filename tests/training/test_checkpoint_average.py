@@ -9,8 +9,8 @@ import tensorflow as tf
 from tf_todm.models.testing import tiny_config
 from tf_todm.models.transducer import Transducer
 from tf_todm.training.checkpoints import Checkpointer, TrainState, listed_checkpoints
-from tf_todm.training.restore import (RunFolderError, average_weights, checkpoint_step, load_trained_model,
-                                     select_checkpoints)
+from tf_todm.training.restore import (RunFolderError, average_weights, checkpoint_step, checkpoints_to_restore,
+                                     load_trained_model, select_checkpoints)
 
 
 def _run_folder(tmp_path, num_checkpoints=3):
@@ -90,6 +90,10 @@ def test_up_to_step_takes_the_newest_checkpoints_at_or_before_that_step(tmp_path
         load_trained_model(run_dir, average_last=2, up_to_step=150)
     with pytest.raises(RunFolderError, match="holds 0 checkpoints at or before step 50"):
         load_trained_model(run_dir, up_to_step=50)
+    def steps(*args):  # the steps the loader restores, as evaluate_run records them
+        return [checkpoint_step(p) for p in checkpoints_to_restore(run_dir, *args)]
+
+    assert (steps(), steps(1, 299), steps(2, 200), steps(3)) == ([300], [200], [100, 200], [100, 200, 300])
 
 
 def test_checkpoint_step_parses_checkpointer_names_only():

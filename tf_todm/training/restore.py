@@ -66,6 +66,22 @@ def select_checkpoints(paths: Sequence[str], count: int, up_to_step: int | None 
     return list(eligible[-count:])
 
 
+def checkpoints_to_restore(run_dir: str, average_last: int = 1, up_to_step: int | None = None) -> list:
+    """Paths of the checkpoints `load_trained_model` restores (and averages) for these settings,
+    oldest first: the newest of `run_dir/ckpt`, or the newest `average_last` at or before
+    `up_to_step` (`select_checkpoints`). Raises `RunFolderError` when there are too few."""
+    if average_last < 1:
+        raise RunFolderError(f"average_last={average_last}: expected >= 1 checkpoints to average")
+    ckpt_dir = os.path.join(run_dir, "ckpt")
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest is None:
+        raise RunFolderError(f"{ckpt_dir}: no checkpoint found")
+    if average_last == 1 and up_to_step is None:
+        return [latest]
+    from tf_todm.training.checkpoints import listed_checkpoints
+    return select_checkpoints(listed_checkpoints(ckpt_dir), average_last, up_to_step)
+
+
 def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=None,
                        average_last: int = 1, up_to_step: int | None = None) -> Transducer:
     """The `Transducer` of a trainer run folder: `config.json["model"]` + the newest `ckpt/`,
@@ -94,19 +110,13 @@ def load_trained_model(run_dir: str, subnet_config=None, calibration_batches=Non
         raise RunFolderError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
     if not isinstance(saved, dict) or "model" not in saved:
         raise RunFolderError(f"{path}: no 'model' entry (the TransducerConfig of the run)")
-    if average_last < 1:
-        raise RunFolderError(f"average_last={average_last}: expected >= 1 checkpoints to average")
+    checkpoints = checkpoints_to_restore(run_dir, average_last, up_to_step)
     model = Transducer(TransducerConfig.from_dict(saved["model"]), name="transducer")
-    ckpt_dir = os.path.join(run_dir, "ckpt")
-    latest = tf.train.latest_checkpoint(ckpt_dir)
-    if latest is None:
-        raise RunFolderError(f"{ckpt_dir}: no checkpoint found")
-    if average_last == 1 and up_to_step is None:
-        _read_checkpoint(model, latest, path)
+    if len(checkpoints) == 1:
+        _read_checkpoint(model, checkpoints[0], path)
     else:
-        from tf_todm.training.checkpoints import listed_checkpoints
         weights = []
-        for checkpoint in select_checkpoints(listed_checkpoints(ckpt_dir), average_last, up_to_step):
+        for checkpoint in checkpoints:
             _read_checkpoint(model, checkpoint, path)
             weights.append(model.get_weights())
         model.set_weights(average_weights(weights))
