@@ -17,8 +17,8 @@ import sys
 
 from absl import app, flags
 
-from tf_todm.data.manifest import ManifestError, read_manifest
 from tf_todm.atomic_files import write_json_atomic
+from tf_todm.data.manifest import ManifestError, read_manifest
 
 flags.DEFINE_string("corpus_a", None, "First corpus folder.")
 flags.DEFINE_string("corpus_b", None, "Second corpus folder.")

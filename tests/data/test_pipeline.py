@@ -283,5 +283,5 @@ def test_pipeline_warps_training_features_only(corpus):
         np.testing.assert_allclose(valid(item), valid(cached[text]), atol=1e-5)  # same warp when cached
         assert not np.allclose(valid(item), valid(clean[text]), atol=1e-3)  # every utterance warped
     assert any(not np.allclose(valid(other_seed[t]), valid(a[t]), atol=1e-3) for t in a)  # per seed (epoch)
-    with pytest.raises(ValueError, match="vtlp must be in"):
+    with pytest.raises(ValueError, match=r"make_dataset: vtlp must be in \[0, 0.5\), got 0.6"):
         make_dataset(utts, tokenizer, batch_size=4, training=True, vtlp=0.6)

@@ -72,5 +72,7 @@ def test_factor_is_a_seeded_pure_function_in_range():
     assert a == [float(vtlp.random_vtlp_factor(3, i, 0.1)) for i in range(200)]
     assert a != [float(vtlp.random_vtlp_factor(4, i, 0.1)) for i in range(200)]
     assert min(a) >= 0.9 and max(a) <= 1.1 and np.std(a) > 0.04
-    with pytest.raises(ValueError, match=r"VTLP max_change must be in \[0, 0.5\)"):
+    with pytest.raises(ValueError, match=r"random_vtlp_factor: vtlp must be in \[0, 0.5\), got 0.5"):
         vtlp.random_vtlp_factor(0, 0, 0.5)
+    with pytest.raises(ValueError, match=r"random_vtlp_factor: vtlp must be in \[0, 0.5\), got -0.1"):
+        vtlp.random_vtlp_factor(0, 0, -0.1)

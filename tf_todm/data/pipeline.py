@@ -248,8 +248,8 @@ def make_dataset(utterances: Sequence[Utterance], tokenizer: Tokenizer, *, batch
     texts_t = tf.constant(texts)
 
     warp = bool(training and vtlp)
-    if warp and not 0.0 < vtlp < 0.5:
-        raise ValueError(f"make_dataset: vtlp must be in [0, 0.5), got {vtlp}")
+    if warp:
+        vtlp_module.check_max_change(vtlp, "make_dataset")
 
     def load(i):
         feats = get_features(i)

@@ -82,10 +82,16 @@ def vtlp_log_mel(features, alpha, lower_edge_hz: float = feature_settings.LOWER_
     return tf.gather(features, left, axis=-1) * (1.0 - frac) + tf.gather(features, right, axis=-1) * frac
 
 
+def check_max_change(max_change: float, caller: str) -> None:
+    """Raises ValueError naming `caller` unless `max_change` (the largest relative warp) is in
+    [0, 0.5): a factor must stay positive and the warp monotonic."""
+    if not 0.0 <= max_change < 0.5:
+        raise ValueError(f"{caller}: vtlp must be in [0, 0.5), got {max_change}")
+
+
 def random_vtlp_factor(seed: int, index, max_change: float) -> tf.Tensor:
     """The warp factor of utterance `index` (int64 scalar) under pipeline `seed`: float64 scalar
     uniform in `[1 - max_change, 1 + max_change]`, a pure function of (seed, index) and independent
     of the speed-perturbation draw of the same utterance (another stateless stream)."""
-    if not 0.0 <= max_change < 0.5:
-        raise ValueError(f"VTLP max_change must be in [0, 0.5), got {max_change}")
+    check_max_change(max_change, "random_vtlp_factor")
     return 1.0 + max_change * utterance_uniform(seed, index, [], -1.0, 1.0, VTLP_STREAM, tf.float64)
