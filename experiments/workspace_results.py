@@ -411,9 +411,11 @@ section("Issue 3, stop 23 control: the same-day rerun's 5 averaged checkpoints, 
 
 
 def runs_side_by_side(files: dict) -> list[str]:
-    """Domain and voice x run table of `evaluate_run` results (one column per run folder), with the
-    checkpoints each column averaged: the step-matched comparisons."""
-    runs = {os.path.basename(os.path.normpath(d["run_dir"])): d for d in files.values()}
+    """Domain and voice x run table of `evaluate_run` results (one column per run folder, or per
+    file when one run was decoded more than once), with the checkpoints each column averaged: the
+    step-matched comparisons."""
+    names = [os.path.basename(os.path.normpath(d["run_dir"])) for d in files.values()]
+    runs = dict(zip(names if len(set(names)) == len(names) else files, files.values()))
     first = next(iter(runs.values()))
     rows = ["| WER % | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
     for domain in first["domains"]:
@@ -434,7 +436,7 @@ VTLP_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/sin
 VTLP_STEP = 6000  # the newest step all three runs kept five checkpoints up to (declared before decoding)
 _AT_STEP = (f"for r in flite8 flite8_vtlp rerun23; do python -m experiments.evaluate_run "
             f"--run_dir=artifacts/single_45min_8h_$r --average_last=5 --up_to_step={VTLP_STEP} ")
-_AT_STEP_RUNS = "single_45min_8h_[fr]*"  # flite8, flite8_vtlp and rerun23 (the default-corpus control)
+_AT_STEP_RUNS = "single_45min_8h_{flite8,flite8_vtlp,rerun23}"  # rerun23: the default-corpus control
 _LM = "--beam_size=4 --lm_weight=0.7 --lm_length_bonus=1.5 --lm_train_manifest="
 
 section(f"Issue 3, stop 24: three runs at equal steps (5 checkpoints up to step {VTLP_STEP} averaged in each): the "
@@ -468,6 +470,32 @@ section("Issue 3, stop 24: the VTLP run's newest 5 checkpoints, beam search (4) 
         "--manifest=artifacts/corpus_8h/test.jsonl --average_last=5 --beam_size=4 "
         "--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl --lm_weight=0.7 --lm_length_bonus=1.5 "
         "--output_json=artifacts/single_45min_8h_flite8_vtlp/eval_test_avg5_beam4_lm.json")(single_model)
+
+
+E3_DIR = "artifacts/single_45min_8h_flite8_vtlp_e3"
+E3_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8.cfg --train=vtlp=0.1 "
+          f"--train=augment_from_epoch=3 --train=max_checkpoints_to_keep=10 --out_dir={E3_DIR}")
+_E3_EVAL = (f"for s in '' {VTLP_STEP}; do python -m experiments.evaluate_run --run_dir={E3_DIR} --average_last=5 "
+            "${s:+--up_to_step=$s} ")
+_E3_FILES = "single_45min_8h_flite8_vtlp_e3/eval_{split}_avg5{{,_s%d}}{suffix}.json" % VTLP_STEP
+
+section("Issue 3, stop 25: VTLP (+-10%) from epoch 3 (after the blank plateau) on the flite8 corpus, the newest 5 "
+        f"checkpoints and the 5 up to step {VTLP_STEP}; whole dev split, greedy",
+        _E3_FILES.format(split="dev", suffix=""),
+        E3_RUN + " && " + _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        f"--output_json={E3_DIR}/eval_dev_avg5${{s:+_s$s}}.json; done")(runs_side_by_side)
+
+section(f"Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 and 5 up to step {VTLP_STEP}, greedy, test split",
+        _E3_FILES.format(split="test", suffix=""),
+        _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
+        f"--output_json={E3_DIR}/eval_test_avg5${{s:+_s$s}}.json; done")(runs_side_by_side)
+
+section(f"Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 and 5 up to step {VTLP_STEP}, beam search (4) + "
+        "6-gram token LM (weight 0.7, bonus 1.5), test split",
+        _E3_FILES.format(split="test", suffix="_beam4_lm"),
+        _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
+        f"artifacts/corpus_8h_flite8/train.jsonl --output_json={E3_DIR}/eval_test_avg5${{s:+_s$s}}_beam4_lm.json; "
+        "done")(runs_side_by_side)
 
 
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
@@ -1001,13 +1029,11 @@ def train_once(d):
             "```", "At this scale no model learns (WER ~100%); the ratio is dominated by graph tracing."]
 
 
-@section("Train once vs train three on the default corpus (issue 4 evidence)", "train_once/result.json",
-         "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
-         "--out_dir=artifacts/train_once")
-def train_once_real(d):
+def train_once_real(d, plot_dir="artifacts/train_once"):
     ratio = d["time_ratio_supernet_over_sum_alone"]
-    rows = [f"Training set {d['train_hours']:.2f} h, {d['train']['num_epochs']} epochs for every run; "
-            f"test split ({d['test_utterances']} utterances, unseen voices and sentences), greedy.", "",
+    rows = [f"Training set {d['train_hours']:.2f} h, {d['train']['num_epochs']} epochs for every run; the supernet's "
+            f"largest subnet trains alone for the first {d['train'].get('largest_only_steps', 0)} steps; test split "
+            f"({d['test_utterances']} utterances, unseen voices and sentences), greedy.", "",
             "| | wall time s | steps |", "|---|---|---|",
             f"| supernet (one run, serves all sizes) | {d['supernet_seconds']:.0f} | {d['supernet_steps']} |"]
     rows += [f"| {r['size']} alone | {r['alone_seconds']:.0f} | {r['alone_steps']} |" for r in d["sizes"]]
@@ -1019,9 +1045,22 @@ def train_once_real(d):
         rel = r["wer_supernet"] / r["wer_alone"] - 1 if r["wer_alone"] else float("nan")
         rows.append(f"| {r['size']} | {r['params']} | {pct(r['wer_supernet'])} | {pct(r['wer_alone'])} | "
                     f"{100 * rel:+.1f}% | {'met' if rel <= 0.03 else 'NOT met'} |")
-    rows += ["", "Plot: `artifacts/train_once/wer_vs_params.png` (WER vs parameters, supernet subnets vs "
+    rows += ["", f"Plot: `{plot_dir}/wer_vs_params.png` (WER vs parameters, supernet subnets vs "
              "models trained alone)."]
     return rows
+
+
+section("Train once vs train three on the default corpus (issue 4 evidence)", "train_once/result.json",
+        "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
+        "--out_dir=artifacts/train_once")(train_once_real)
+
+LARGEST_ONLY_FOR_HALF = 2060  # of 2268 steps: the share a 0.5 time ratio needs at stop 16's step costs
+section(f"Train once vs train three, stop 25: the largest subnet alone for {LARGEST_ONLY_FOR_HALF} of the ~2268 "
+        "steps (what a 0.5 time ratio needs at the step costs above), everything else as above",
+        "train_once_lo2060/result.json",
+        "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
+        f"--train=largest_only_steps={LARGEST_ONLY_FOR_HALF} --out_dir=artifacts/train_once_lo2060"
+        )(lambda d: train_once_real(d, "artifacts/train_once_lo2060"))
 
 
 def bench_report(d):
@@ -1179,11 +1218,24 @@ def _size_breakdown(row: dict):
         return size_breakdown(f.read())
 
 
+def expand_braces(pattern: str) -> list[str]:
+    """Shell-style alternatives, which `glob` lacks: "a{b,c}d{e,f}" -> [abde, abdf, acde, acdf]
+    (not nested)."""
+    start = pattern.find("{")
+    if start < 0:
+        return [pattern]
+    end = pattern.find("}", start)
+    if end < 0:
+        raise ValueError(f"{pattern}: '{{' without a closing '}}'")
+    return [pattern[:start] + choice + rest for choice in pattern[start + 1:end].split(",")
+            for rest in expand_braces(pattern[end + 1:])]
+
+
 def load_json(path: str):
-    """The JSON at `path`; with a `*` in it, {file stem: JSON} of every match (keyed "folder/stem"
-    when stems repeat across folders); None if nothing exists."""
-    if "*" in path:
-        matches = sorted(glob.glob(path))
+    """The JSON at `path`; with a `*` or `{a,b}` alternatives in it, {file stem: JSON} of every
+    match (keyed "folder/stem" when stems repeat across folders); None if nothing exists."""
+    if "*" in path or "{" in path:
+        matches = sorted({m for pattern in expand_braces(path) for m in glob.glob(pattern)})
         if not matches:
             return None
         stems = [os.path.splitext(os.path.basename(m))[0] for m in matches]

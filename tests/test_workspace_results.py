@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from experiments import workspace_results as wr
 
 
@@ -23,6 +25,18 @@ def test_load_json_glob_keys_by_stem_and_none_when_missing(tmp_path):
     runs = wr.load_json(str(tmp_path / "plateau_*.json"))
     assert sorted(runs) == ["plateau_a", "plateau_b"]
     assert runs["plateau_a"]["settings"]["encoder"] == "conformer"
+
+
+def test_brace_alternatives_pick_exactly_the_named_runs(tmp_path):
+    assert wr.expand_braces("r_{a,b}/e{,_s6}.json") == ["r_a/e.json", "r_a/e_s6.json", "r_b/e.json", "r_b/e_s6.json"]
+    with pytest.raises(ValueError, match="without a closing"):
+        wr.expand_braces("r_{a,b/e.json")
+    for run in ("flite8", "flite8_vtlp", "flite8_vtlp_e3"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "eval.json").write_text(json.dumps({"run": run}))
+    found = wr.load_json(str(tmp_path / "{flite8,flite8_vtlp,rerun23}/eval.json"))
+    assert sorted(found) == ["flite8/eval", "flite8_vtlp/eval"]  # not the _e3 run a prefix glob would take
+    assert wr.load_json(str(tmp_path / "{rerun23}/eval.json")) is None
 
 
 def test_probe_command_names_only_changed_settings():
@@ -72,6 +86,11 @@ def test_train_once_table_states_ratio_and_relative_wer_against_targets():
     assert any("**0.90** (target <= 0.5: NOT met)" in r for r in rows)
     assert "| largest | 3 | 50.0 | 50.0 | +0.0% | met |" in rows
     assert "| smallest | 1 | 80.0 | 60.0 | +33.3% | NOT met |" in rows
+    assert "largest subnet trains alone for the first 0 steps" in rows[0]
+    d["train"]["largest_only_steps"] = 2060
+    rows = wr.train_once_real(d, "artifacts/lo")
+    assert "largest subnet trains alone for the first 2060 steps" in rows[0]
+    assert rows[-1].startswith("Plot: `artifacts/lo/wer_vs_params.png`")
 
 
 def test_bench_report_rows_and_repr_transfer_verdicts():
@@ -281,3 +300,5 @@ def test_runs_side_by_side_one_column_per_run_with_the_checkpoints_it_averaged()
     assert "| command | 25.0 | 20.0 |" in rows and "| all | 50.0 | 40.0 |" in rows
     assert "| flite:rms | 80.0 | - |" in rows  # a voice one run did not decode
     assert rows[-1] == "| checkpoints averaged (steps) | 4800, 5100 | 6000 |"
+    twice = {"eval_avg5": result("run_a", 0.5, [5100]), "eval_avg5_s6000": result("run_a", 0.4, [4800])}
+    assert wr.runs_side_by_side(twice)[0] == "| WER % | eval_avg5 | eval_avg5_s6000 |"  # one run, two decodings
