@@ -85,8 +85,11 @@ def test_nonfinite_steps_skipped_counted_and_never_checkpointed(tmp_path):
     assert trainer.train_step(batch(0), [])[1]
     for k, poison in enumerate(["nan", "inf"]):
         before = [v.numpy().copy() for v in trainer.model.trainable_variables]
-        scalars, applied = trainer.train_step(batch(10 + k, poison), [])
-        assert not applied and not np.isfinite(scalars["loss"]), poison
+        # A NaN input frame makes the gradient non-finite; whether the loss is too depends on the
+        # CPU's kernels (x86 max-based activations can map NaN to 0 in the forward pass: the loss
+        # was finite on an AMD EPYC host, NaN on the earlier one). Either one must skip the step.
+        _, applied = trainer.train_step(batch(10 + k, poison), [])
+        assert not applied, poison
         for b, v in zip(before, trainer.model.trainable_variables):
             np.testing.assert_array_equal(b, v.numpy())
         # Training continues after a skip (which resets the run of failures).
