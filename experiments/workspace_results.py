@@ -475,27 +475,25 @@ section("Issue 3, stop 24: the VTLP run's newest 5 checkpoints, beam search (4) 
 E3_DIR = "artifacts/single_45min_8h_flite8_vtlp_e3"
 E3_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8.cfg --train=vtlp=0.1 "
           f"--train=augment_from_epoch=3 --train=max_checkpoints_to_keep=10 --out_dir={E3_DIR}")
-_E3_EVAL = (f"for s in '' {VTLP_STEP}; do python -m experiments.evaluate_run --run_dir={E3_DIR} --average_last=5 "
-            "${s:+--up_to_step=$s} ")
-_E3_FILES = "single_45min_8h_flite8_vtlp_e3/eval_{split}_avg5{{,_s%d}}{suffix}.json" % VTLP_STEP
+_E3_EVAL = f"python -m experiments.evaluate_run --run_dir={E3_DIR} --average_last=5 "
 
-section("Issue 3, stop 25: VTLP (+-10%) from epoch 3 (after the blank plateau) on the flite8 corpus, the newest 5 "
-        f"checkpoints and the 5 up to step {VTLP_STEP}; whole dev split, greedy",
-        _E3_FILES.format(split="dev", suffix=""),
+section("Issue 3, stop 25: VTLP (+-10%) from epoch 3 (after the blank plateau) on the flite8 corpus, as the 45 "
+        "minutes left it (newest 5 checkpoints); whole dev split, greedy",
+        "single_45min_8h_flite8_vtlp_e3/eval_dev_avg5.json",
         E3_RUN + " && " + _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
-        f"--output_json={E3_DIR}/eval_dev_avg5${{s:+_s$s}}.json; done")(runs_side_by_side)
+        f"--output_json={E3_DIR}/eval_dev_avg5.json")(runs_side_by_side)
 
-section(f"Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 and 5 up to step {VTLP_STEP}, greedy, test split",
-        _E3_FILES.format(split="test", suffix=""),
-        _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
-        f"--output_json={E3_DIR}/eval_test_avg5${{s:+_s$s}}.json; done")(runs_side_by_side)
+section("Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 checkpoints, greedy, test split",
+        "single_45min_8h_flite8_vtlp_e3/eval_test_avg5.json",
+        _E3_EVAL + f"--manifest=artifacts/corpus_8h_flite8/test.jsonl --output_json={E3_DIR}/eval_test_avg5.json"
+        )(runs_side_by_side)
 
-section(f"Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 and 5 up to step {VTLP_STEP}, beam search (4) + "
-        "6-gram token LM (weight 0.7, bonus 1.5), test split",
-        _E3_FILES.format(split="test", suffix="_beam4_lm"),
+section("Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 checkpoints, beam search (4) + 6-gram token LM "
+        "(weight 0.7, bonus 1.5), test split",
+        "single_45min_8h_flite8_vtlp_e3/eval_test_avg5_beam4_lm.json",
         _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
-        f"artifacts/corpus_8h_flite8/train.jsonl --output_json={E3_DIR}/eval_test_avg5${{s:+_s$s}}_beam4_lm.json; "
-        "done")(runs_side_by_side)
+        f"artifacts/corpus_8h_flite8/train.jsonl --output_json={E3_DIR}/eval_test_avg5_beam4_lm.json"
+        )(runs_side_by_side)
 
 
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
