@@ -365,7 +365,8 @@ section(f"Issue 3, stop 24: the flite8 run's 5 averaged checkpoints, beam search
 
 
 @section("Issue 3: dev WER per voice of every 45-minute run kept on this machine, 5 averaged checkpoints, greedy",
-         "single_45min_8h*/eval_dev_avg5.json",
+         "single_45min_8h_{flite8,flite8_vtlp,keep10,rerun23,tfloss}/eval_dev_avg5.json",  # stop 24's runs; later
+         # runs are compared in their own sections
          "python -m experiments.evaluate_run --run_dir=artifacts/RUN --manifest=artifacts/corpus_8h/dev.jsonl "
          "--average_last=5 --output_json=artifacts/RUN/eval_dev_avg5.json (per run; the runs' own commands are in "
          "their sections)")
@@ -472,28 +473,37 @@ section("Issue 3, stop 24: the VTLP run's newest 5 checkpoints, beam search (4) 
         "--output_json=artifacts/single_45min_8h_flite8_vtlp/eval_test_avg5_beam4_lm.json")(single_model)
 
 
-E3_DIR = "artifacts/single_45min_8h_flite8_vtlp_e3"
-E3_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8.cfg --train=vtlp=0.1 "
-          f"--train=augment_from_epoch=3 --train=max_checkpoints_to_keep=10 --out_dir={E3_DIR}")
-_E3_EVAL = f"python -m experiments.evaluate_run --run_dir={E3_DIR} --average_last=5 "
+AB25_RUNS = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8.cfg "
+             "--train=max_checkpoints_to_keep=30 --out_dir=artifacts/single_45min_8h_flite8_rerun25 && "
+             "python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8.cfg "
+             "--train=vtlp=0.1 --train=augment_from_epoch=3 --train=max_checkpoints_to_keep=10 "
+             "--out_dir=artifacts/single_45min_8h_flite8_vtlp_e3")
+_AB25_EVAL = ("for r in flite8_rerun25 flite8_vtlp_e3; do python -m experiments.evaluate_run "
+              "--run_dir=artifacts/single_45min_8h_$r --average_last=5 ")
+_AB25_FILES = "single_45min_8h_{flite8_rerun25,flite8_vtlp_e3}/"
 
-section("Issue 3, stop 25: VTLP (+-10%) from epoch 3 (after the blank plateau) on the flite8 corpus, as the 45 "
-        "minutes left it (newest 5 checkpoints); whole dev split, greedy",
-        "single_45min_8h_flite8_vtlp_e3/eval_dev_avg5.json",
-        E3_RUN + " && " + _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
-        f"--output_json={E3_DIR}/eval_dev_avg5.json")(runs_side_by_side)
+section("Issue 3, stop 25: same-day A/B on the flite8 recipe, without and with VTLP (+-10%) from epoch 3 (after "
+        "the blank plateau), as the 45 minutes left each run (newest 5 checkpoints averaged); whole dev split, greedy",
+        _AB25_FILES + "eval_dev_avg5.json",
+        AB25_RUNS + " && " + _AB25_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5.json; done")(runs_side_by_side)
 
-section("Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 checkpoints, greedy, test split",
-        "single_45min_8h_flite8_vtlp_e3/eval_test_avg5.json",
-        _E3_EVAL + f"--manifest=artifacts/corpus_8h_flite8/test.jsonl --output_json={E3_DIR}/eval_test_avg5.json"
-        )(runs_side_by_side)
+section("Issue 3, stop 25: the same two runs at equal steps (the 5 checkpoints up to step 7800, the last multiple of 300 "
+        "both reached; declared before decoding: this table chooses the recipe), whole dev split, greedy",
+        _AB25_FILES + "eval_dev_avg5_s7800.json",
+        _AB25_EVAL + "--up_to_step=7800 --manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5_s7800.json; done")(runs_side_by_side)
 
-section("Issue 3, stop 25: the VTLP-from-epoch-3 run, newest 5 checkpoints, beam search (4) + 6-gram token LM "
-        "(weight 0.7, bonus 1.5), test split",
-        "single_45min_8h_flite8_vtlp_e3/eval_test_avg5_beam4_lm.json",
-        _E3_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
-        f"artifacts/corpus_8h_flite8/train.jsonl --output_json={E3_DIR}/eval_test_avg5_beam4_lm.json"
-        )(runs_side_by_side)
+section("Issue 3, stop 25: the same two runs, greedy, test split",
+        _AB25_FILES + "eval_test_avg5.json",
+        _AB25_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
+        "--output_json=artifacts/single_45min_8h_$r/eval_test_avg5.json; done")(runs_side_by_side)
+
+section("Issue 3, stop 25: the same two runs, beam search (4) + 6-gram token LM (weight 0.7, bonus 1.5), test split",
+        _AB25_FILES + "eval_test_avg5_beam4_lm.json",
+        _AB25_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
+        "artifacts/corpus_8h_flite8/train.jsonl --output_json=artifacts/single_45min_8h_$r/eval_test_avg5_beam4_lm.json;"
+        " done")(runs_side_by_side)
 
 
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
@@ -726,6 +736,14 @@ section("Issue-3 runs, stop 24: VTLP (+-10%) on the flite8 corpus vs the flite8 
         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_flite8,"
         "artifacts/single_45min_8h_flite8_vtlp --names=flite8_stop23,flite8_vtlp_stop24 --tags=dev_wer/model "
         "--window=600 --output_json=artifacts/compare/single_45min_vtlp_dev_wer.json")(dev_wer_curve)
+
+
+section("Issue-3 runs, stop 25: the same-day A/B, the flite8 recipe without and with VTLP (+-10%) from epoch 3, dev "
+        "WER during training (same 60 dev utterances; the VTLP run was killed at step ~2200 and resumed from step 2100)",
+        "compare/single_45min_vtlp_e3_dev_wer.json",
+        "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_flite8_rerun25,"
+        "artifacts/single_45min_8h_flite8_vtlp_e3 --names=flite8_stop25,flite8_vtlp_e3_stop25 --tags=dev_wer/model "
+        "--window=600 --output_json=artifacts/compare/single_45min_vtlp_e3_dev_wer.json")(dev_wer_curve)
 
 
 @section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",
@@ -1027,7 +1045,7 @@ def train_once(d):
             "```", "At this scale no model learns (WER ~100%); the ratio is dominated by graph tracing."]
 
 
-def train_once_real(d, plot_dir="artifacts/train_once"):
+def train_once_real(d):
     ratio = d["time_ratio_supernet_over_sum_alone"]
     rows = [f"Training set {d['train_hours']:.2f} h, {d['train']['num_epochs']} epochs for every run; the supernet's "
             f"largest subnet trains alone for the first {d['train'].get('largest_only_steps', 0)} steps; test split "
@@ -1043,7 +1061,7 @@ def train_once_real(d, plot_dir="artifacts/train_once"):
         rel = r["wer_supernet"] / r["wer_alone"] - 1 if r["wer_alone"] else float("nan")
         rows.append(f"| {r['size']} | {r['params']} | {pct(r['wer_supernet'])} | {pct(r['wer_alone'])} | "
                     f"{100 * rel:+.1f}% | {'met' if rel <= 0.03 else 'NOT met'} |")
-    rows += ["", f"Plot: `{plot_dir}/wer_vs_params.png` (WER vs parameters, supernet subnets vs "
+    rows += ["", "Plot: `artifacts/train_once/wer_vs_params.png` (WER vs parameters, supernet subnets vs "
              "models trained alone)."]
     return rows
 
@@ -1051,15 +1069,6 @@ def train_once_real(d, plot_dir="artifacts/train_once"):
 section("Train once vs train three on the default corpus (issue 4 evidence)", "train_once/result.json",
         "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
         "--out_dir=artifacts/train_once")(train_once_real)
-
-LARGEST_ONLY_FOR_HALF = 2060  # of 2268 steps: the share a 0.5 time ratio needs at stop 16's step costs
-section(f"Train once vs train three, stop 25: the largest subnet alone for {LARGEST_ONLY_FOR_HALF} of the ~2268 "
-        "steps (what a 0.5 time ratio needs at the step costs above), everything else as above",
-        "train_once_lo2060/result.json",
-        "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
-        f"--train=largest_only_steps={LARGEST_ONLY_FOR_HALF} --out_dir=artifacts/train_once_lo2060"
-        )(lambda d: train_once_real(d, "artifacts/train_once_lo2060"))
-
 
 def bench_report(d):
     """The comparison report of `experiments.benchmark` (`report.json`): one row per method and

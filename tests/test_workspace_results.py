@@ -87,10 +87,8 @@ def test_train_once_table_states_ratio_and_relative_wer_against_targets():
     assert "| largest | 3 | 50.0 | 50.0 | +0.0% | met |" in rows
     assert "| smallest | 1 | 80.0 | 60.0 | +33.3% | NOT met |" in rows
     assert "largest subnet trains alone for the first 0 steps" in rows[0]
-    d["train"]["largest_only_steps"] = 2060
-    rows = wr.train_once_real(d, "artifacts/lo")
-    assert "largest subnet trains alone for the first 2060 steps" in rows[0]
-    assert rows[-1].startswith("Plot: `artifacts/lo/wer_vs_params.png`")
+    d["train"]["largest_only_steps"] = 1200
+    assert "largest subnet trains alone for the first 1200 steps" in wr.train_once_real(d)[0]
 
 
 def test_bench_report_rows_and_repr_transfer_verdicts():

@@ -25,7 +25,7 @@ def test_bad_config_is_one_line_exit_1(tmp_path, args, message):
 
 @pytest.mark.parametrize("extra_flags", [
     ["--corpus_extra_train_voices=flite8"],
-    ["--flagfile=experiments/flags/single_45min_flite8.cfg"],  # the issue-3 recipe asks for flite8 itself
+    ["--flagfile=experiments/flags/single_45min_flite8_vtlp.cfg"],  # the issue-3 recipe asks for flite8 itself
 ])
 def test_corpus_made_with_other_extra_voices_is_refused(tiny_corpus, tmp_path, extra_flags):
     # tiny_corpus has no extra training voices; asking for flite8 must not train on it silently.
