@@ -42,7 +42,37 @@ def test_checkpointer_restores_weights_and_counters(tmp_path):
     assert path == str(tmp_path / "moved" / "ckpt-3")
     assert path.endswith("-3")
     np.testing.assert_array_equal(model2.w.numpy(), np.arange(3) + 3)
-    assert state2.as_dict() == {"step": 3, "epoch": 0, "batch_in_epoch": 30, "num_skipped": 0}
+    assert state2.as_dict() == {"step": 3, "epoch": 0, "batch_in_epoch": 30, "num_skipped": 0,
+                                "train_seconds": 0.0}
+
+
+def test_train_seconds_round_trip_and_checkpoints_written_before_it_still_restore(tmp_path):
+    class Tiny(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(np.zeros(3, np.float32))
+
+    model, state = Tiny(), TrainState()
+    state.step.assign(7)
+    state.train_seconds.assign(123.4567)
+    model.w.assign([1.0, 2.0, 3.0])
+    Checkpointer(str(tmp_path / "new"), model, None, state).save()
+    model2, state2 = Tiny(), TrainState()
+    Checkpointer(str(tmp_path / "new"), model2, None, state2).restore_latest()
+    assert state2.as_dict()["train_seconds"] == 123.457 and state2.as_dict()["step"] == 7
+
+    # A checkpoint of the layout before train_seconds existed: the four counters only.
+    old_state = TrainState()
+    old_state.step.assign(5)
+    old_state.epoch.assign(1)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model, state=old_state.counters_only()),
+                               str(tmp_path / "old"), max_to_keep=1).save(checkpoint_number=5)
+    model3, state3 = Tiny(), TrainState()
+    state3.train_seconds.assign(99.0)
+    path = Checkpointer(str(tmp_path / "old"), model3, None, state3).restore_latest()
+    assert path.endswith("ckpt-5")
+    np.testing.assert_array_equal(model3.w.numpy(), [1.0, 2.0, 3.0])
+    assert state3.as_dict() == {"step": 5, "epoch": 1, "batch_in_epoch": 0, "num_skipped": 0,
+                                "train_seconds": 99.0}  # left as it was: nothing to restore
 
 
 def test_kill_between_write_and_index_update_leaves_only_unlisted_orphans(tmp_path):

@@ -27,7 +27,9 @@ def test_overrides_are_parsed_by_field_type():
 
 @pytest.mark.parametrize("bad", [dict(loss="fast"), dict(strategy="tpu"), dict(num_epochs=0),
                                  dict(alpha_min=2.0), dict(dropout_min=0.3, dropout_max=0.1),
-                                 dict(num_epochs=1.5), dict(supernet=1), dict(iw_clip=0.0)])
+                                 dict(num_epochs=1.5), dict(supernet=1), dict(iw_clip=0.0),
+                                 dict(lr_time_decay=0.2),  # no max_train_minutes to decay over
+                                 dict(lr_time_decay=1.5, max_train_minutes=45)])
 def test_bad_values_raise(bad):
     with pytest.raises(ConfigError, match=list(bad)[0]):
         TrainConfig(**bad)

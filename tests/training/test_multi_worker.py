@@ -39,7 +39,10 @@ def test_two_workers_train_a_tiny_supernet(tiny_corpus, tmp_path):
                f"--tokenizer={tiny_corpus['tokenizer_path']}", "--strategy=multi_worker",
                "--model=num_blocks=1", "--train=loss=exact", "--train=num_random_subnets=0",
                "--train=max_steps=3", "--train=checkpoint_every_steps=0",
-               "--train=eval_max_utterances=2"]
+               "--train=eval_max_utterances=2",
+               # A time budget that never runs out: the workers still agree on the time used (a
+               # collective every logged step) and feed the learning-rate decay from it.
+               "--train=max_train_minutes=30", "--train=lr_time_decay=0.5"]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     outputs = []
@@ -60,5 +63,7 @@ def test_two_workers_train_a_tiny_supernet(tiny_corpus, tmp_path):
     assert config["num_replicas"] == 2
     reader = tf.train.load_checkpoint(str(tmp_path / "run" / "ckpt"))
     assert int(reader.get_tensor("state/step/.ATTRIBUTES/VARIABLE_VALUE")) == 3
+    assert 0 < float(reader.get_tensor("state/train_seconds/.ATTRIBUTES/VARIABLE_VALUE")) < 30 * 60
+    assert all(s["stopped_by"] == "max_steps" for s in summaries)
     values = [reader.get_tensor(n) for n in reader.get_variable_to_shape_map() if n.startswith("model/")]
     assert values and all(np.all(np.isfinite(v)) for v in values)

@@ -23,6 +23,7 @@ import time
 from typing import List, Optional
 
 import tensorflow as tf
+from absl import logging
 
 from tf_todm.atomic_files import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
@@ -41,14 +42,19 @@ def write_checkpoint_index(directory: str, names: List[str], timestamps: List[fl
     write_text_atomic(os.path.join(directory, "checkpoint"), text_format.MessageToString(index))
 
 
+_COUNTERS = ("step", "epoch", "batch_in_epoch", "num_skipped")
+
+
 class TrainState(tf.Module):
-    """Counters saved with the weights. All int64 scalars (non-trainable variables).
+    """Counters saved with the weights (non-trainable scalar variables).
 
     Attributes:
-      step: optimizer steps taken (skipped non-finite steps excluded).
-      epoch: current epoch (0-based).
-      batch_in_epoch: batches of `epoch` already consumed (applied or skipped).
-      num_skipped: total steps skipped because the loss or a gradient was not finite.
+      step: optimizer steps taken (skipped non-finite steps excluded), int64.
+      epoch: current epoch (0-based), int64.
+      batch_in_epoch: batches of `epoch` already consumed (applied or skipped), int64.
+      num_skipped: total steps skipped because the loss or a gradient was not finite, int64.
+      train_seconds: wall-clock seconds of training behind the saved state, summed over resumes
+        (time lost after the last checkpoint of a killed run is not counted), float64.
     """
 
     def __init__(self):
@@ -57,10 +63,24 @@ class TrainState(tf.Module):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
         self.num_skipped = tf.Variable(0, dtype=tf.int64, trainable=False, name="num_skipped")
+        self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
 
     def as_dict(self) -> dict:
-        return {k: int(getattr(self, k).numpy()) for k in
-                ("step", "epoch", "batch_in_epoch", "num_skipped")}
+        return {**{k: int(getattr(self, k).numpy()) for k in _COUNTERS},
+                "train_seconds": round(float(self.train_seconds.numpy()), 3)}
+
+    def counters_only(self) -> tf.Module:
+        """A view of the four counters without `train_seconds` (same variables), to restore
+        checkpoints written before `train_seconds` existed."""
+        view = tf.Module(name="train_state")
+        for name in _COUNTERS:
+            setattr(view, name, getattr(self, name))
+        return view
+
+
+def has_train_seconds(path: str) -> bool:
+    """Whether the checkpoint at `path` saved `TrainState.train_seconds`."""
+    return any(name.startswith("state/train_seconds/") for name, _ in tf.train.list_variables(path))
 
 
 _CHECKPOINT_FILE = re.compile(r"^(ckpt-\d+)\.(index|data-\d+-of-\d+)$")
@@ -100,6 +120,8 @@ class Checkpointer:
         if optimizer is not None:
             objects["optimizer"] = optimizer
         self.checkpoint = tf.train.Checkpoint(**objects)
+        self._checkpoint_without_train_seconds = tf.train.Checkpoint(
+            **{**objects, "state": state.counters_only()})
         self.state = state
 
     @property
@@ -112,11 +134,19 @@ class Checkpointer:
         return tf.train.latest_checkpoint(self.directory)
 
     def restore_latest(self) -> Optional[str]:
-        """Restores the newest checkpoint if there is one; returns its path (or None)."""
+        """Restores the newest checkpoint if there is one; returns its path (or None).
+
+        A checkpoint written before `TrainState.train_seconds` existed restores everything else and
+        leaves `train_seconds` as it was (0 in a new trainer, logged): the time budget restarts.
+        """
         path = self.latest
         if path is None:
             return None
-        self.checkpoint.read(path).assert_existing_objects_matched()  # `read` pairs with `write`
+        checkpoint = self.checkpoint
+        if not has_train_seconds(path):
+            logging.warning("%s predates TrainState.train_seconds: the time budget counts from 0", path)
+            checkpoint = self._checkpoint_without_train_seconds
+        checkpoint.read(path).assert_existing_objects_matched()  # `read` pairs with `write`
         return path
 
     def save(self) -> Optional[str]:

@@ -41,7 +41,10 @@ class TrainConfig:
         the start): a model must first leave the blank plateau, which augmentation delays.
       num_epochs: passes over the training set.
       max_steps: stop after this many optimizer steps (0 = no limit).
-      max_train_minutes: wall-clock limit; the run stops cleanly with a final checkpoint (0 = none).
+      max_train_minutes: wall-clock limit of the run, counted across resumes
+        (`TrainState.train_seconds`); the run stops cleanly with a final checkpoint (0 = none).
+      lr_time_decay: the final fraction of `max_train_minutes` over which the learning rate falls
+        linearly to 0 (`tf_todm.optim.TimeBudgetDecay`); 0 = off. Needs `max_train_minutes`.
       optimizer: "scaled_adam" (with Eden) or "adam" (with Eden, for comparison).
       base_lr, lr_batches, lr_epochs, warmup_batches, warmup_start: Eden schedule.
       clipping_scale: ScaledAdam clipping scale (x median gradient norm); 0 disables.
@@ -85,6 +88,7 @@ class TrainConfig:
     num_epochs: int = 10
     max_steps: int = 0
     max_train_minutes: float = 0.0
+    lr_time_decay: float = 0.0
     optimizer: str = "scaled_adam"
     base_lr: float = 0.045
     lr_batches: float = 5000.0
@@ -140,6 +144,11 @@ class TrainConfig:
                      "label_loss_weight", "ctc_weight", "simple_loss_scale", "clipping_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.lr_time_decay <= 1.0:
+            raise ConfigError(f"TrainConfig.lr_time_decay must be in [0, 1], got {self.lr_time_decay}")
+        if self.lr_time_decay and not self.max_train_minutes:
+            raise ConfigError("TrainConfig.lr_time_decay needs max_train_minutes > 0 (it decays over the end "
+                              "of that budget)")
         if self.batch_size == 0 and self.max_batch_seconds <= 0:
             raise ConfigError("TrainConfig: set batch_size > 0 or max_batch_seconds > 0")
         if self.base_lr <= 0:

@@ -86,6 +86,7 @@ class TransducerTask:
         self.eval_subnets = eval_subnets
         self.model = None
         self.optimizer = None
+        self.lr_schedule = None
         self._rates = {}
         self._encode_fn = None
         self._feature_stats = None
@@ -130,13 +131,18 @@ class TransducerTask:
         return SpecAugment(mask_value=0.0 if stats is None else stats[0])
 
     def build_optimizer(self, steps_per_epoch: Optional[int] = None):
-        from tf_todm.optim import Eden, ScaledAdam
+        """The configured optimizer; its learning-rate schedule is also kept as `self.lr_schedule`
+        (a `TimeBudgetDecay` around Eden when `lr_time_decay` is set: the trainer feeds it)."""
+        from tf_todm.optim import Eden, ScaledAdam, TimeBudgetDecay
         cfg = self.config
         if steps_per_epoch is None and self.train_utterances:
             steps_per_epoch = self.steps_per_epoch(1)
         schedule = Eden(cfg.base_lr, lr_batches=cfg.lr_batches, lr_epochs=cfg.lr_epochs,
                         warmup_batches=cfg.warmup_batches, warmup_start=cfg.warmup_start,
                         steps_per_epoch=steps_per_epoch or None)
+        if cfg.lr_time_decay:
+            schedule = TimeBudgetDecay(schedule, cfg.lr_time_decay)
+        self.lr_schedule = schedule
         if cfg.optimizer == "scaled_adam":
             return ScaledAdam(learning_rate=schedule,
                               clipping_scale=cfg.clipping_scale or None)

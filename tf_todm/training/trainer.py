@@ -102,7 +102,8 @@ class Trainer:
     `task.build(strategy)`), `replica_gradients(batch, subnets) -> (grads, scalars)`,
     `subnets_for_step(step) -> nested tensors` (the same structure every step),
     `make_dataset(input_context, epoch) -> tf.data.Dataset`, `steps_per_epoch(num_replicas)`,
-    `audio_seconds(batch)` and optionally `evaluate(max_utterances) -> dict`.
+    `audio_seconds(batch)` and optionally `evaluate(max_utterances) -> dict` and `lr_schedule`
+    (a `TimeBudgetDecay` there is fed the fraction of the time budget used before each step).
 
     Args:
       task: the single-replica task.
@@ -239,15 +240,21 @@ class Trainer:
     def _multi_worker(self) -> bool:
         return bool(getattr(self.strategy.extended, "_in_multi_worker_mode", lambda: False)())
 
-    def _agree_stop(self, local_stop: bool) -> bool:
-        """All workers stop together (a lone stop would leave the others in a collective)."""
+    def _agree_max(self, local_value: float) -> float:
+        """The largest of the workers' values (every worker must call it at the same step), so
+        that all stop together: a lone stop would leave the others waiting in a collective."""
         if self._multi_worker:
-            flag = tf.constant(1.0 if local_stop else 0.0)
-            value = self.strategy.reduce(
-                tf.distribute.ReduceOp.MAX,
-                self.strategy.run(lambda: tf.identity(flag)), axis=None)
-            return bool(value.numpy() > 0)
-        return local_stop
+            # ReduceOp has only SUM and MEAN: gather every replica's value, then take the max.
+            value = tf.constant([local_value], tf.float32)
+            gathered = self.strategy.gather(self.strategy.run(lambda: tf.identity(value)), axis=0)
+            return float(tf.reduce_max(gathered).numpy())
+        return local_value
+
+    def _time_budget_schedule(self):
+        """The task's `TimeBudgetDecay` schedule, which the loop feeds, or None."""
+        from tf_todm.optim.time_budget import TimeBudgetDecay
+        schedule = getattr(self.task, "lr_schedule", None)
+        return schedule if isinstance(schedule, TimeBudgetDecay) else None
 
     def save(self) -> Optional[str]:
         path = self.checkpointer.save()
@@ -271,13 +278,26 @@ class Trainer:
         if restored:
             logging.info("resumed from %s at %s", restored, self.state.as_dict())
         t_start = time.perf_counter()
-        deadline = t_start + cfg.max_train_minutes * 60 if cfg.max_train_minutes else math.inf
+        seconds_before = float(self.state.train_seconds.numpy())
+        budget = cfg.max_train_minutes * 60 if cfg.max_train_minutes else math.inf
+
+        def trained_seconds() -> float:
+            return seconds_before + time.perf_counter() - t_start
+
+        deadline = t_start + budget - seconds_before  # the budget counts the run's earlier calls too
         self.progress.set_deadline(deadline)
+        time_budget = self._time_budget_schedule()
+        if time_budget is not None:
+            time_budget.set_progress(seconds_before / budget)
         steps_this_call = 0
         stopped_by = "epochs"
         last_saved = int(self.state.step.numpy())
         last_scalars: dict = {}
-        done = False
+        done = seconds_before >= budget
+        if done:
+            stopped_by = "max_train_minutes"
+            logging.info("the time budget (%.1f min) was already used: %.1f s trained", cfg.max_train_minutes,
+                         seconds_before)
         while int(self.state.epoch.numpy()) < cfg.num_epochs and not done:
             epoch = int(self.state.epoch.numpy())
             skip = int(self.state.batch_in_epoch.numpy())
@@ -290,8 +310,11 @@ class Trainer:
                     break
                 batch = next(iterator)
                 audio_seconds = self._audio_seconds(batch)
+                if time_budget is not None and not self._multi_worker:
+                    time_budget.set_progress(trained_seconds() / budget)
                 scalars, applied = self.train_step(batch, self.task.subnets_for_step(step))
                 self.state.batch_in_epoch.assign_add(1)
+                self.state.train_seconds.assign(trained_seconds())
                 step = int(self.state.step.numpy())
                 if self.step_delay_seconds:
                     time.sleep(self.step_delay_seconds)
@@ -309,11 +332,15 @@ class Trainer:
                     stopped_by, done = "stop_after_steps", True
                     break
                 if self._multi_worker:
-                    # Workers decide together, at the same steps, or one would wait forever.
-                    if (math.isfinite(deadline) and applied and step % cfg.log_every_steps == 0
-                            and self._agree_stop(time.perf_counter() > deadline)):
-                        stopped_by, done = "max_train_minutes", True
-                        break
+                    # Workers decide together, at the same steps, or one would wait forever; the
+                    # learning-rate decay follows the same agreed (slowest worker's) time.
+                    if math.isfinite(budget) and applied and step % cfg.log_every_steps == 0:
+                        agreed = self._agree_max(trained_seconds())
+                        if time_budget is not None:
+                            time_budget.set_progress(agreed / budget)
+                        if agreed > budget:
+                            stopped_by, done = "max_train_minutes", True
+                            break
                 elif time.perf_counter() > deadline:
                     stopped_by, done = "max_train_minutes", True
                     break
