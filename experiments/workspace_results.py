@@ -506,6 +506,36 @@ section("Issue 3, stop 25: the same two runs, beam search (4) + 6-gram token LM 
         " done")(runs_side_by_side)
 
 
+DECAY26_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8_vtlp.cfg "
+               "--train=lr_time_decay=0.2 --out_dir=artifacts/single_45min_8h_flite8_vtlp_e3_decay20")
+_DECAY26_EVAL = ("for r in flite8_vtlp_e3 flite8_vtlp_e3_decay20; do python -m experiments.evaluate_run "
+                 "--run_dir=artifacts/single_45min_8h_$r --average_last=5 ")
+_DECAY26_FILES = "single_45min_8h_flite8_vtlp_e3{,_decay20}/"
+
+section("Issue 3, stop 26: the recipe with the learning rate decayed linearly to 0 over the last 20% of its 45 minutes "
+        "(TimeBudgetDecay) vs the same recipe without it (stop 25's VTLP-from-epoch-3 run; the two are identical "
+        "until minute 36), as the 45 minutes left each (newest 5 checkpoints; the run without decay also at step "
+        "8100, the decayed run's last multiple of 300; newest 1 of the decayed run as a second look), whole dev split, "
+        "greedy",
+        "single_45min_8h_flite8_vtlp_e3{/eval_dev_avg5,/eval_dev_avg5_s8100,_decay20/eval_dev_avg5,"
+        "_decay20/eval_dev_avg1}.json",
+        DECAY26_RUN + " && " + _DECAY26_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5.json; done; the same for the run without decay with "
+        "--up_to_step=8100 --output_json=.../eval_dev_avg5_s8100.json and for the decayed run with --average_last=1 "
+        "--output_json=.../eval_dev_avg1.json")(runs_side_by_side)
+
+section("Issue 3, stop 26: the same two runs, greedy, test split",
+        _DECAY26_FILES + "eval_test_avg5.json",
+        _DECAY26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
+        "--output_json=artifacts/single_45min_8h_$r/eval_test_avg5.json; done")(runs_side_by_side)
+
+section("Issue 3, stop 26: the same two runs, beam search (4) + 6-gram token LM (weight 0.7, bonus 1.5), test split",
+        _DECAY26_FILES + "eval_test_avg5_beam4_lm.json",
+        _DECAY26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
+        "artifacts/corpus_8h_flite8/train.jsonl --output_json=artifacts/single_45min_8h_$r/eval_test_avg5_beam4_lm.json;"
+        " done")(runs_side_by_side)
+
+
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
          "of each, plain-TF losses, run one after the other on a quiet machine", "bench/train_step_corpus_8h*.json",
          "python -m experiments.benchmark_train_step --flagfile=experiments/flags/single_45min.cfg "
@@ -744,6 +774,15 @@ section("Issue-3 runs, stop 25: the same-day A/B, the flite8 recipe without and 
         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_flite8_rerun25,"
         "artifacts/single_45min_8h_flite8_vtlp_e3 --names=flite8_stop25,flite8_vtlp_e3_stop25 --tags=dev_wer/model "
         "--window=600 --output_json=artifacts/compare/single_45min_vtlp_e3_dev_wer.json")(dev_wer_curve)
+
+
+section("Issue-3 runs, stop 26: the recipe with and without the learning rate decayed to 0 over the last 20% of "
+        "the 45 minutes, dev WER during training (same 60 dev utterances)",
+        "compare/single_45min_decay20_dev_wer.json",
+        "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_flite8_vtlp_e3,"
+        "artifacts/single_45min_8h_flite8_vtlp_e3_decay20 --names=no_decay_stop25,decay20_stop26 "
+        "--tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_decay20_dev_wer.json"
+        )(dev_wer_curve)
 
 
 @section("Optimizer A/B on the issue-3 recipe (first ~1900 steps, same data order)", "probe/optimizer_ab.json",

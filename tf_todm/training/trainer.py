@@ -333,7 +333,7 @@ class Trainer:
                     break
                 if self._multi_worker:
                     # Workers decide together, at the same steps, or one would wait forever; the
-                    # learning-rate decay follows the same agreed (slowest worker's) time.
+                    # learning-rate decay follows the same agreed time (the largest worker clock).
                     if math.isfinite(budget) and applied and step % cfg.log_every_steps == 0:
                         agreed = self._agree_max(trained_seconds())
                         if time_budget is not None:
