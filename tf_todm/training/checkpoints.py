@@ -84,6 +84,7 @@ def has_train_seconds(path: str) -> bool:
 
 
 _CHECKPOINT_FILE = re.compile(r"^(ckpt-\d+)\.(index|data-\d+-of-\d+)$")
+_INDEX_TEMP_FILE = re.compile(r"^\.tmp_.*\.tmp$")  # `write_text_atomic`'s, for the `checkpoint` index
 
 
 def kept_checkpoints(listed: List[str], new: str, max_to_keep: int) -> List[str]:
@@ -173,8 +174,9 @@ class Checkpointer:
         return path
 
     def _delete_unlisted(self, kept_names: set) -> None:
-        """Removes `ckpt-<n>.*` files the index does not list (dropped checkpoints, kill orphans)."""
+        """Removes `ckpt-<n>.*` files the index does not list (dropped checkpoints, kill orphans)
+        and index temp files a writer killed mid-write left (only the chief writes here)."""
         for name in tf.io.gfile.listdir(self.directory):
             match = _CHECKPOINT_FILE.match(name)
-            if match and match.group(1) not in kept_names:
+            if (match and match.group(1) not in kept_names) or _INDEX_TEMP_FILE.match(name):
                 tf.io.gfile.remove(os.path.join(self.directory, name))
