@@ -536,6 +536,31 @@ section("Issue 3, stop 26: the same two runs, beam search (4) + 6-gram token LM 
         " done")(runs_side_by_side)
 
 
+LR26_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8_vtlp.cfg "
+            "--train=base_lr=0.002 --out_dir=artifacts/single_45min_8h_flite8_vtlp_e3_lr2e-3")
+_LR26_EVAL = ("for r in flite8_vtlp_e3 flite8_vtlp_e3_lr2e-3; do python -m experiments.evaluate_run "
+              "--run_dir=artifacts/single_45min_8h_$r --average_last=5 ")
+_LR26_FILES = "single_45min_8h_flite8_vtlp_e3{,_lr2e-3}/"
+
+section("Issue 3, stop 26: the recipe at twice the peak learning rate (Adam 2e-3) vs the recipe (stop 25's "
+        "VTLP-from-epoch-3 run, 1e-3), as the 45 minutes left each (newest 5 checkpoints), whole dev split, greedy",
+        _LR26_FILES + "eval_dev_avg5.json",
+        LR26_RUN + " && " + _LR26_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5.json; done")(runs_side_by_side)
+
+section("Issue 3, stop 26: the same two runs (peak learning rate 1e-3 vs 2e-3), greedy, test split",
+        _LR26_FILES + "eval_test_avg5.json",
+        _LR26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
+        "--output_json=artifacts/single_45min_8h_$r/eval_test_avg5.json; done")(runs_side_by_side)
+
+section("Issue 3, stop 26: the same two runs (peak learning rate 1e-3 vs 2e-3), beam search (4) + 6-gram token LM "
+        "(weight 0.7, bonus 1.5), test split",
+        _LR26_FILES + "eval_test_avg5_beam4_lm.json",
+        _LR26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
+        "artifacts/corpus_8h_flite8/train.jsonl --output_json=artifacts/single_45min_8h_$r/eval_test_avg5_beam4_lm.json;"
+        " done")(runs_side_by_side)
+
+
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
          "of each, plain-TF losses, run one after the other on a quiet machine", "bench/train_step_corpus_8h*.json",
          "python -m experiments.benchmark_train_step --flagfile=experiments/flags/single_45min.cfg "
@@ -782,6 +807,15 @@ section("Issue-3 runs, stop 26: the recipe with and without the learning rate de
         "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_flite8_vtlp_e3,"
         "artifacts/single_45min_8h_flite8_vtlp_e3_decay20 --names=no_decay_stop25,decay20_stop26 "
         "--tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_decay20_dev_wer.json"
+        )(dev_wer_curve)
+
+
+section("Issue-3 runs, stop 26: the recipe at peak learning rate 1e-3 and 2e-3, dev WER during training (same 60 dev "
+        "utterances)",
+        "compare/single_45min_lr2e-3_dev_wer.json",
+        "python -m experiments.compare_runs --run_dirs=artifacts/single_45min_8h_flite8_vtlp_e3,"
+        "artifacts/single_45min_8h_flite8_vtlp_e3_lr2e-3 --names=lr1e-3_stop25,lr2e-3_stop26 "
+        "--tags=dev_wer/model --window=600 --output_json=artifacts/compare/single_45min_lr2e-3_dev_wer.json"
         )(dev_wer_curve)
 
 
