@@ -473,44 +473,56 @@ section("Issue 3, stop 24: the VTLP run's newest 5 checkpoints, beam search (4) 
         "--output_json=artifacts/single_45min_8h_flite8_vtlp/eval_test_avg5_beam4_lm.json")(single_model)
 
 
+def newest5_loop(runs: list) -> str:
+    """The shell loop that decodes each 45-minute run of `runs` (folder suffixes after
+    `single_45min_8h_`) with its newest 5 checkpoints averaged; the caller adds the rest."""
+    return (f"for r in {' '.join(runs)}; do python -m experiments.evaluate_run "
+            "--run_dir=artifacts/single_45min_8h_$r --average_last=5 ")
+
+
+def runs_folder_pattern(runs: list) -> str:
+    return "single_45min_8h_{" + ",".join(runs) + "}/"
+
+
+def flite8_test_sections(label: str, runs: list, which: str = "") -> None:
+    """Registers the greedy and the beam + LM test tables of `runs` side by side (newest 5)."""
+    files, loop = runs_folder_pattern(runs), newest5_loop(runs)
+    section(f"{label}: the same two runs{which}, greedy, test split",
+            files + "eval_test_avg5.json",
+            loop + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
+            "--output_json=artifacts/single_45min_8h_$r/eval_test_avg5.json; done")(runs_side_by_side)
+    section(f"{label}: the same two runs{which}, beam search (4) + 6-gram token LM (weight 0.7, bonus 1.5), test split",
+            files + "eval_test_avg5_beam4_lm.json",
+            loop + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
+            "artifacts/corpus_8h_flite8/train.jsonl --output_json=artifacts/single_45min_8h_$r/eval_test_avg5_beam4_lm.json;"
+            " done")(runs_side_by_side)
+
+
+AB25 = ["flite8_rerun25", "flite8_vtlp_e3"]
 AB25_RUNS = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8.cfg "
              "--train=max_checkpoints_to_keep=30 --out_dir=artifacts/single_45min_8h_flite8_rerun25 && "
              "python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8.cfg "
              "--train=vtlp=0.1 --train=augment_from_epoch=3 --train=max_checkpoints_to_keep=10 "
              "--out_dir=artifacts/single_45min_8h_flite8_vtlp_e3")
-_AB25_EVAL = ("for r in flite8_rerun25 flite8_vtlp_e3; do python -m experiments.evaluate_run "
-              "--run_dir=artifacts/single_45min_8h_$r --average_last=5 ")
-_AB25_FILES = "single_45min_8h_{flite8_rerun25,flite8_vtlp_e3}/"
 
 section("Issue 3, stop 25: same-day A/B on the flite8 recipe, without and with VTLP (+-10%) from epoch 3 (after "
         "the blank plateau), as the 45 minutes left each run (newest 5 checkpoints averaged); whole dev split, greedy",
-        _AB25_FILES + "eval_dev_avg5.json",
-        AB25_RUNS + " && " + _AB25_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        runs_folder_pattern(AB25) + "eval_dev_avg5.json",
+        AB25_RUNS + " && " + newest5_loop(AB25) + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
         "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5.json; done")(runs_side_by_side)
 
 section("Issue 3, stop 25: the same two runs at equal steps (the 5 checkpoints up to step 7800, the last multiple of 300 "
         "both reached; declared before decoding: this table chooses the recipe), whole dev split, greedy",
-        _AB25_FILES + "eval_dev_avg5_s7800.json",
-        _AB25_EVAL + "--up_to_step=7800 --manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        runs_folder_pattern(AB25) + "eval_dev_avg5_s7800.json",
+        newest5_loop(AB25) + "--up_to_step=7800 --manifest=artifacts/corpus_8h_flite8/dev.jsonl "
         "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5_s7800.json; done")(runs_side_by_side)
 
-section("Issue 3, stop 25: the same two runs, greedy, test split",
-        _AB25_FILES + "eval_test_avg5.json",
-        _AB25_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
-        "--output_json=artifacts/single_45min_8h_$r/eval_test_avg5.json; done")(runs_side_by_side)
-
-section("Issue 3, stop 25: the same two runs, beam search (4) + 6-gram token LM (weight 0.7, bonus 1.5), test split",
-        _AB25_FILES + "eval_test_avg5_beam4_lm.json",
-        _AB25_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
-        "artifacts/corpus_8h_flite8/train.jsonl --output_json=artifacts/single_45min_8h_$r/eval_test_avg5_beam4_lm.json;"
-        " done")(runs_side_by_side)
+flite8_test_sections("Issue 3, stop 25", AB25)
 
 
+DECAY26 = ["flite8_vtlp_e3", "flite8_vtlp_e3_decay20"]
 DECAY26_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8_vtlp.cfg "
                "--train=lr_time_decay=0.2 --out_dir=artifacts/single_45min_8h_flite8_vtlp_e3_decay20")
-_DECAY26_EVAL = ("for r in flite8_vtlp_e3 flite8_vtlp_e3_decay20; do python -m experiments.evaluate_run "
-                 "--run_dir=artifacts/single_45min_8h_$r --average_last=5 ")
-_DECAY26_FILES = "single_45min_8h_flite8_vtlp_e3{,_decay20}/"
 
 section("Issue 3, stop 26: the recipe with the learning rate decayed linearly to 0 over the last 20% of its 45 minutes "
         "(TimeBudgetDecay) vs the same recipe without it (stop 25's VTLP-from-epoch-3 run; the two are identical "
@@ -519,46 +531,25 @@ section("Issue 3, stop 26: the recipe with the learning rate decayed linearly to
         "greedy",
         "single_45min_8h_flite8_vtlp_e3{/eval_dev_avg5,/eval_dev_avg5_s8100,_decay20/eval_dev_avg5,"
         "_decay20/eval_dev_avg1}.json",
-        DECAY26_RUN + " && " + _DECAY26_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        DECAY26_RUN + " && " + newest5_loop(DECAY26) + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
         "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5.json; done; the same for the run without decay with "
         "--up_to_step=8100 --output_json=.../eval_dev_avg5_s8100.json and for the decayed run with --average_last=1 "
         "--output_json=.../eval_dev_avg1.json")(runs_side_by_side)
 
-section("Issue 3, stop 26: the same two runs, greedy, test split",
-        _DECAY26_FILES + "eval_test_avg5.json",
-        _DECAY26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
-        "--output_json=artifacts/single_45min_8h_$r/eval_test_avg5.json; done")(runs_side_by_side)
-
-section("Issue 3, stop 26: the same two runs, beam search (4) + 6-gram token LM (weight 0.7, bonus 1.5), test split",
-        _DECAY26_FILES + "eval_test_avg5_beam4_lm.json",
-        _DECAY26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
-        "artifacts/corpus_8h_flite8/train.jsonl --output_json=artifacts/single_45min_8h_$r/eval_test_avg5_beam4_lm.json;"
-        " done")(runs_side_by_side)
+flite8_test_sections("Issue 3, stop 26", DECAY26)
 
 
+LR26 = ["flite8_vtlp_e3", "flite8_vtlp_e3_lr2e-3"]
 LR26_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min_flite8_vtlp.cfg "
             "--train=base_lr=0.002 --out_dir=artifacts/single_45min_8h_flite8_vtlp_e3_lr2e-3")
-_LR26_EVAL = ("for r in flite8_vtlp_e3 flite8_vtlp_e3_lr2e-3; do python -m experiments.evaluate_run "
-              "--run_dir=artifacts/single_45min_8h_$r --average_last=5 ")
-_LR26_FILES = "single_45min_8h_flite8_vtlp_e3{,_lr2e-3}/"
 
 section("Issue 3, stop 26: the recipe at twice the peak learning rate (Adam 2e-3) vs the recipe (stop 25's "
         "VTLP-from-epoch-3 run, 1e-3), as the 45 minutes left each (newest 5 checkpoints), whole dev split, greedy",
-        _LR26_FILES + "eval_dev_avg5.json",
-        LR26_RUN + " && " + _LR26_EVAL + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
+        runs_folder_pattern(LR26) + "eval_dev_avg5.json",
+        LR26_RUN + " && " + newest5_loop(LR26) + "--manifest=artifacts/corpus_8h_flite8/dev.jsonl "
         "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5.json; done")(runs_side_by_side)
 
-section("Issue 3, stop 26: the same two runs (peak learning rate 1e-3 vs 2e-3), greedy, test split",
-        _LR26_FILES + "eval_test_avg5.json",
-        _LR26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl "
-        "--output_json=artifacts/single_45min_8h_$r/eval_test_avg5.json; done")(runs_side_by_side)
-
-section("Issue 3, stop 26: the same two runs (peak learning rate 1e-3 vs 2e-3), beam search (4) + 6-gram token LM "
-        "(weight 0.7, bonus 1.5), test split",
-        _LR26_FILES + "eval_test_avg5_beam4_lm.json",
-        _LR26_EVAL + "--manifest=artifacts/corpus_8h_flite8/test.jsonl " + _LM +
-        "artifacts/corpus_8h_flite8/train.jsonl --output_json=artifacts/single_45min_8h_$r/eval_test_avg5_beam4_lm.json;"
-        " done")(runs_side_by_side)
+flite8_test_sections("Issue 3, stop 26", LR26, " (peak learning rate 1e-3 vs 2e-3)")
 
 
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
