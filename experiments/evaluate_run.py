@@ -6,7 +6,7 @@
 Loads the run's newest checkpoint (`tf_todm.training.restore.load_trained_model`; `--average_last=N`
 averages the newest N, `--up_to_step=S` only those written at or before step S; `--subnet` picks a subnet of a supernet run) and its tokenizer, decodes every utterance greedily (or with
 `--beam_size` > 1, optionally fused with a token n-gram LM fitted on `--lm_train_manifest`'s
-transcripts: `--lm_weight`, `--lm_length_bonus`, tuned on dev by `experiments.tune_lm_fusion`), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
+transcripts and/or `--lm_train_text`'s lines (`experiments.make_lm_text`): `--lm_weight`, `--lm_length_bonus`, tuned on dev by `experiments.tune_lm_fusion`), and writes JSON: wer, cer, num_utterances, audio_seconds, per-domain
 {domain: {"wer", "cer", "num_utterances"}} (the manifest's `domain` field), per speaker the same
 plus its per-domain split (the `speaker` / `voice` field: on the default corpus, which TTS voices
 limit the number), and every hypothesis with its domain and speaker. This is the number issue 3's
@@ -37,6 +37,9 @@ flags.DEFINE_string("calibration_manifest", None,
 flags.DEFINE_integer("batch_size", 16, "Utterances per decoding batch.")
 flags.DEFINE_string("lm_train_manifest", None, "JSONL manifest whose transcripts fit the fusion LM (the "
                     "training split; never dev or test). Needed when --lm_weight != 0.", allow_override=True)
+flags.DEFINE_string("lm_train_text", None, "UTF-8 text file, one sentence per line, that also (or instead of "
+                    "--lm_train_manifest) fits the fusion LM: the corpus train text of experiments.make_lm_text; "
+                    "never dev or test text.", allow_override=True)
 flags.DEFINE_integer("lm_order", 6, "Order of the fusion LM (token n-gram, interpolated Kneser-Ney).",
                      allow_override=True)
 flags.DEFINE_float("lm_weight", 0.0, "Shallow-fusion LM weight (0 = no LM; needs --beam_size > 1).",
@@ -77,19 +80,20 @@ def score(pairs) -> dict:
 
 
 def fusion_for(tokenizer, lm_train_manifest: Optional[str], order: int, weight: float, length_bonus: float,
-               beam_size: int, min_count: int = 1):
-    """The `ShallowFusion` of a token LM fitted on `lm_train_manifest`'s transcripts (pruned as
-    shipped when `min_count` > 1), or None when `weight` is 0. Raises ValueError naming the flag
-    when the settings cannot work."""
+               beam_size: int, min_count: int = 1, lm_train_text: Optional[str] = None):
+    """The `ShallowFusion` of a token LM fitted on `lm_train_manifest`'s transcripts and/or the
+    lines of `lm_train_text` (pruned as shipped when `min_count` > 1), or None when `weight` is 0.
+    Raises ValueError naming the flag when the settings cannot work."""
     if weight == 0.0:
         return None
     if beam_size < 2:
         raise ValueError(f"--lm_weight={weight} needs beam search (--beam_size > 1), got --beam_size={beam_size}")
-    if not lm_train_manifest:
-        raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM)")
+    if not lm_train_manifest and not lm_train_text:
+        raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM) "
+                         "or --lm_train_text (training text, one sentence per line)")
     from tf_todm.decoding import ShallowFusion
-    from tf_todm.decoding.token_ngram import fit_manifest_lm
-    lm = fit_manifest_lm(lm_train_manifest, tokenizer, order)
+    from tf_todm.decoding.token_ngram import fit_token_lm, lm_training_texts
+    lm = fit_token_lm(lm_training_texts(lm_train_manifest, lm_train_text), tokenizer, order)
     if min_count > 1:
         from tf_todm.decoding.token_ngram import BackoffTokenLM
         lm = BackoffTokenLM(lm.to_backoff(min_count=min_count))
@@ -100,7 +104,7 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
                  max_utterances: int = 0, calibration_manifest: Optional[str] = None,
                  lm_train_manifest: Optional[str] = None, lm_order: int = 6, lm_weight: float = 0.0,
                  lm_length_bonus: float = 0.0, average_last: int = 1, lm_min_count: int = 1,
-                 up_to_step: int | None = None) -> dict:
+                 up_to_step: int | None = None, lm_train_text: Optional[str] = None) -> dict:
     from tf_todm.data.manifest import read_manifest
     from tf_todm.training.restore import (checkpoint_step, checkpoints_to_restore, load_run_tokenizer,
                                           load_trained_model)
@@ -108,7 +112,8 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
     if max_utterances:
         utterances = utterances[:max_utterances]
     tokenizer = load_run_tokenizer(run_dir)
-    fusion = fusion_for(tokenizer, lm_train_manifest, lm_order, lm_weight, lm_length_bonus, beam_size, lm_min_count)
+    fusion = fusion_for(tokenizer, lm_train_manifest, lm_order, lm_weight, lm_length_bonus, beam_size, lm_min_count,
+                        lm_train_text)
     calibration = None
     if subnet is not None and calibration_manifest:
         from tf_todm.models.batch_norm_calibration import calibration_batches
@@ -123,7 +128,8 @@ def evaluate_run(run_dir: str, manifest: str, subnet=None, beam_size: int = 1, b
                                    for path in checkpoints_to_restore(run_dir, average_last, up_to_step)],
               "domains": {}, "speakers": {}, "hypotheses": []}
     if fusion is not None:
-        result["lm"] = {"train_manifest": os.path.abspath(lm_train_manifest), "order": lm_order,
+        result["lm"] = {"train_manifest": lm_train_manifest and os.path.abspath(lm_train_manifest),
+                        "train_text": lm_train_text and os.path.abspath(lm_train_text), "order": lm_order,
                         "weight": lm_weight, "length_bonus": lm_length_bonus, "min_count": lm_min_count}
     decoded = {}  # (domain, speaker) -> [(reference, hypothesis)]
     start, done = time.perf_counter(), 0
@@ -180,7 +186,7 @@ def main(argv):
         result = evaluate_run(FLAGS.run_dir, FLAGS.manifest, subnet, FLAGS.beam_size, FLAGS.batch_size,
                               FLAGS.max_utterances, FLAGS.calibration_manifest, FLAGS.lm_train_manifest,
                               FLAGS.lm_order, FLAGS.lm_weight, FLAGS.lm_length_bonus, FLAGS.average_last,
-                              FLAGS.lm_min_count, FLAGS.up_to_step)
+                              FLAGS.lm_min_count, FLAGS.up_to_step, FLAGS.lm_train_text)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -4,8 +4,9 @@
         --manifest=artifacts/corpus_8h/dev.jsonl --lm_train_manifest=artifacts/corpus_8h/train.jsonl \
         --beam_size=4 --max_utterances=200 --tune_json=artifacts/single_45min_8h/lm_fusion_dev.json
 
-The LM (`tf_todm.decoding.token_ngram`, order `--lm_order`) is fitted on the training transcripts
-only. Every grid point decodes the same dev utterances (`--max_utterances` of them, stratified by
+The LM (`tf_todm.decoding.token_ngram`, order `--lm_order`) is fitted on training text only: the
+training transcripts (`--lm_train_manifest`) and/or the corpus train text (`--lm_train_text`, from
+`experiments.make_lm_text`). Every grid point decodes the same dev utterances (`--max_utterances` of them, stratified by
 domain and voice, so the subset keeps the split's mix; 0 = all), next to greedy search and beam search without
 LM. Writes JSON (rows per setting, per domain; the best setting by dev WER; the LM's cross-entropy
 on the whole dev manifest per domain for orders 2, 4, 8 and `--lm_order`) and a heat-map PNG
@@ -73,10 +74,12 @@ def lm_cross_entropy(lms: dict, tokenizer, texts_by_domain: dict) -> dict:
             for order, lm in sorted(lms.items())}
 
 
-def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, beam_size: int = 4,
-         lm_order: int = 6, max_utterances: int = 200, batch_size: int = 16, average_last: int = 1) -> dict:
+def tune(run_dir: str, manifest: str, lm_train_manifest: str | None, weights, bonuses, beam_size: int = 4,
+         lm_order: int = 6, max_utterances: int = 200, batch_size: int = 16, average_last: int = 1,
+         lm_train_text: str | None = None) -> dict:
     from tf_todm.data.manifest import read_manifest, spread_subset
     from tf_todm.decoding import ShallowFusion, fit_token_lm
+    from tf_todm.decoding.token_ngram import lm_training_texts
     from tf_todm.training.restore import load_run_tokenizer, load_trained_model
     if beam_size < 2:
         raise ValueError(f"--beam_size={beam_size}: LM fusion needs beam search (>= 2)")
@@ -87,7 +90,7 @@ def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, 
     for u in spread_subset(every_dev, max_utterances, key=lambda u: (u.domain, u.speaker)):
         utterances_by_domain.setdefault(u.domain or "all", []).append(u)
     tokenizer = load_run_tokenizer(run_dir)
-    train_texts = [u.text for u in read_manifest(lm_train_manifest)]
+    train_texts = lm_training_texts(lm_train_manifest, lm_train_text)
     lms = {order: fit_token_lm(train_texts, tokenizer, order) for order in sorted({2, 4, lm_order, 8})}
     cross_entropy = lm_cross_entropy(lms, tokenizer, texts_by_domain)
     model = load_trained_model(run_dir, average_last=average_last)
@@ -107,7 +110,8 @@ def tune(run_dir: str, manifest: str, lm_train_manifest: str, weights, bonuses, 
                      index + 1, len(settings), kind, beam, weight, bonus, 100 * row["wer"],
                      elapsed / (index + 1), elapsed / (index + 1) * (len(settings) - index - 1))
     return {"run_dir": os.path.abspath(run_dir), "manifest": os.path.abspath(manifest),
-            "lm_train_manifest": os.path.abspath(lm_train_manifest), "lm_order": lm_order, "average_last": average_last,
+            "lm_train_manifest": lm_train_manifest and os.path.abspath(lm_train_manifest),
+            "lm_train_text": lm_train_text and os.path.abspath(lm_train_text), "lm_order": lm_order, "average_last": average_last,
             "num_utterances": sum(map(len, utterances_by_domain.values())), "lm_dev_nats_per_token": cross_entropy,
             "rows": rows, "best": best_setting(rows), "seconds": time.perf_counter() - start}
 
@@ -116,8 +120,8 @@ def main(argv):
     del argv
     from tf_todm.data.manifest import ManifestError
     from tf_todm.training.restore import RunFolderError
-    if not FLAGS.run_dir or not FLAGS.lm_train_manifest:
-        print("error: --run_dir and --lm_train_manifest are required", file=sys.stderr)
+    if not FLAGS.run_dir or not (FLAGS.lm_train_manifest or FLAGS.lm_train_text):
+        print("error: --run_dir and --lm_train_manifest (or --lm_train_text) are required", file=sys.stderr)
         sys.exit(1)
     try:
         weights = [float(w) for w in FLAGS.lm_weights]
@@ -126,7 +130,7 @@ def main(argv):
             raise ValueError(f"--lm_weights={FLAGS.lm_weights}: expected weights > 0")
         result = tune(FLAGS.run_dir, FLAGS.manifest, FLAGS.lm_train_manifest, weights, bonuses,
                       FLAGS.beam_size, FLAGS.lm_order, FLAGS.max_utterances, FLAGS.batch_size,
-                      FLAGS.average_last)
+                      FLAGS.average_last, FLAGS.lm_train_text)
     except (ValueError, RunFolderError, ManifestError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

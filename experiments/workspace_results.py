@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 
 from absl import app, flags
 
@@ -155,8 +156,10 @@ def lm_fusion_tuning(d):
     """Rows of an `experiments.tune_lm_fusion` result: the LM's dev cross-entropy per order, then
     dev WER per setting (greedy, beam, fused grid) per domain, and the chosen setting."""
     domains = list(d["rows"][0]["domains"])
+    fitted_on = ("the corpus train text: the training transcripts and the text-only train sentences"
+                 if d.get("lm_train_text") else "the training transcripts")
     rows = ["LM cross-entropy on the whole dev split (nats per token, end of sentence included; "
-            "fitted on the training transcripts):", "",
+            f"fitted on {fitted_on}):", "",
             "| order | " + " | ".join(domains) + " |", "|---|" + "---|" * len(domains)]
     for order, per_domain in sorted(d["lm_dev_nats_per_token"].items(), key=lambda kv: int(kv[0])):
         rows.append(f"| {order} | " + " | ".join(f"{per_domain[dom]:.3f}" for dom in domains) + " |")
@@ -550,6 +553,47 @@ section("Issue 3, stop 26: the recipe at twice the peak learning rate (Adam 2e-3
         "--output_json=artifacts/single_45min_8h_$r/eval_dev_avg5.json; done")(runs_side_by_side)
 
 flite8_test_sections("Issue 3, stop 26", LR26, " (peak learning rate 1e-3 vs 2e-3)")
+
+
+def lm_text_counts(d):
+    """Sentence counts per domain of `experiments.make_lm_text`'s corpus train text."""
+    rows = ["| domain | spoken train transcripts | text-only train sentences | dropped (a shared "
+            f"{d['shared_ngram']}-gram with a dev/test sentence) | in the LM text | dev / test pool sentences |",
+            "|---|---|---|---|---|---|"]
+    for domain, c in d["domains"].items():
+        rows.append(f"| {domain} | {c['spoken']} | {c['text_only']} | {c['dropped']} | {c['kept']} | "
+                    f"{c['heldout_pool']['dev']} / {c['heldout_pool']['test']} |")
+    rows += ["", f"{d['sentences']} sentences, {d['words']} words. The n-gram filter applies to the "
+             f"{', '.join(d['filtered_domains'])} domain's text-only sentences (a fortune quoted twice with a word "
+             "changed); commands come from one grammar and keep the pools' exact sentence disjointness."]
+    examples = d["domains"].get("open", {}).get("dropped_examples", [])
+    if examples:
+        rows += ["", "First dropped sentences: " + "; ".join(f"\"{e}\"" for e in examples[:3]) + "."]
+    return rows
+
+
+LM27_RUN = "single_45min_8h_flite8_vtlp_e3"
+_TUNE27 = (f"python -m experiments.tune_lm_fusion --run_dir=artifacts/{LM27_RUN} --average_last=5 "
+           "--manifest=artifacts/corpus_8h_flite8/dev.jsonl --beam_size=4 --max_utterances=200 "
+           "--lm_weights=0.5,0.7,0.9 --lm_length_bonuses=1.5,2.0,2.5 ")
+
+section("Issue 3, stop 27: the corpus train text for the LM: the training transcripts plus the sentences the corpus "
+        "plan assigned to train but never spoke (the analogue of LibriSpeech's LM text)",
+        "corpus_8h_flite8/lm_text.txt.json",
+        "python -m experiments.make_lm_text --corpus_dir=artifacts/corpus_8h_flite8 "
+        "--out=artifacts/corpus_8h_flite8/lm_text.txt")(lm_text_counts)
+
+section("Issue 3, stop 27: LM fusion tuned on dev for the recipe's run (newest 5 checkpoints), LM fitted on the "
+        "training transcripts", f"{LM27_RUN}/lm_fusion_dev_avg5.json",
+        _TUNE27 + f"--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl "
+        f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5.json"
+        )(lambda d: lm_fusion_tuning(d) + ["", f"Plot: `artifacts/{LM27_RUN}/lm_fusion_dev_avg5.png`."])
+
+section("Issue 3, stop 27: the same grid, LM fitted on the corpus train text",
+        f"{LM27_RUN}/lm_fusion_dev_avg5_corpustext.json",
+        _TUNE27 + f"--lm_train_text=artifacts/corpus_8h_flite8/lm_text.txt "
+        f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext.json"
+        )(lambda d: lm_fusion_tuning(d) + ["", f"Plot: `artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext.png`."])
 
 
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
@@ -1125,14 +1169,21 @@ def train_once_real(d):
         rel = r["wer_supernet"] / r["wer_alone"] - 1 if r["wer_alone"] else float("nan")
         rows.append(f"| {r['size']} | {r['params']} | {pct(r['wer_supernet'])} | {pct(r['wer_alone'])} | "
                     f"{100 * rel:+.1f}% | {'met' if rel <= 0.03 else 'NOT met'} |")
-    rows += ["", "Plot: `artifacts/train_once/wer_vs_params.png` (WER vs parameters, supernet subnets vs "
-             "models trained alone)."]
+    out_dir = re.search(r"--out_dir=(\S+)", d.get("command", ""))
+    rows += ["", f"Plot: `{out_dir.group(1) if out_dir else 'artifacts/train_once'}/wer_vs_params.png` (WER vs "
+             "parameters, supernet subnets vs models trained alone)."]
     return rows
 
 
 section("Train once vs train three on the default corpus (issue 4 evidence)", "train_once/result.json",
         "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
         "--out_dir=artifacts/train_once")(train_once_real)
+
+section("Train once vs train three at the 0.5 time target (stop 27): the same benchmark with the largest subnet "
+        "trained alone for the first 2100 of the 2268 steps (the sandwich runs the last 168), chosen by arithmetic "
+        "from stop 16's step costs to bring the time ratio under 0.5", "train_once_lo2100/result.json",
+        "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
+        "--train=largest_only_steps=2100 --out_dir=artifacts/train_once_lo2100")(train_once_real)
 
 def bench_report(d):
     """The comparison report of `experiments.benchmark` (`report.json`): one row per method and

@@ -258,6 +258,31 @@ def fit_token_lm(texts: Iterable[str], tokenizer, order: int = 4) -> TokenNgramL
     return TokenNgramLM.fit(sequences, tokenizer.vocab_size, order)
 
 
+def lm_training_texts(manifest_path: str | None = None, text_path: str | None = None) -> list[str]:
+    """The LM's training sentences: a JSONL manifest's transcripts (the training split), then the
+    lines of a UTF-8 text file (e.g. `experiments.make_lm_text`'s corpus train text); either or
+    both. Raises ValueError naming the file when it is missing or holds no sentence."""
+    if not manifest_path and not text_path:
+        raise ValueError("an LM needs training text: a train manifest, a text file, or both")
+    texts = []
+    if manifest_path:
+        from tf_todm.data.manifest import read_manifest
+        texts += [u.text for u in read_manifest(manifest_path)]
+    if text_path:
+        try:
+            with open(text_path, encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+        except FileNotFoundError:
+            raise ValueError(f"{text_path}: LM text file does not exist") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{text_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        lines = [line for line in lines if line]
+        if not lines:
+            raise ValueError(f"{text_path}: LM text file holds no sentence; expected one per line")
+        texts += lines
+    return texts
+
+
 def fit_manifest_lm(manifest_path: str, tokenizer, order: int = 4) -> TokenNgramLM:
     """`fit_token_lm` on the transcripts of a JSONL manifest (the training split)."""
     from tf_todm.data.manifest import read_manifest
