@@ -362,7 +362,7 @@ def sentence_pools(hours: float, seed: int, config: CorpusConfig = CorpusConfig(
                    fortunes_dir: str | None = None) -> dict[str, dict[str, list[str]]]:
     """{domain: {split: sentences}}: the disjoint sentence lists a corpus of `hours` and `seed`
     draws its transcripts from (voices and `extra_train_voices` do not change them). The train
-    lists hold more sentences than the train audio speaks (at 8 hours: 16.5k fortune sentences and
+    lists hold more sentences than the train audio speaks (at 8 hours: 16.1k fortune sentences and
     9.2k commands, of which ~3.2k each are spoken), the rest being text-only training data."""
     open_pool = _open_pool(fortunes_dir)
     open_split = split_sentences(seed * 7 + 2, open_pool, config.sentence_fractions)

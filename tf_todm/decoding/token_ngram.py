@@ -285,5 +285,4 @@ def lm_training_texts(manifest_path: str | None = None, text_path: str | None = 
 
 def fit_manifest_lm(manifest_path: str, tokenizer, order: int = 4) -> TokenNgramLM:
     """`fit_token_lm` on the transcripts of a JSONL manifest (the training split)."""
-    from tf_todm.data.manifest import read_manifest
-    return fit_token_lm([u.text for u in read_manifest(manifest_path)], tokenizer, order)
+    return fit_token_lm(lm_training_texts(manifest_path), tokenizer, order)
