@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import re
+import statistics
 
 from absl import app, flags
 
@@ -1184,6 +1185,49 @@ section("Train once vs train three at the 0.5 time target (stop 27): the same be
         "from stop 16's step costs to bring the time ratio under 0.5", "train_once_lo2100/result.json",
         "python -m experiments.benchmark_train_once --flagfile=experiments/flags/train_once.cfg "
         "--train=largest_only_steps=2100 --out_dir=artifacts/train_once_lo2100")(train_once_real)
+
+@section("Why the two issue-4 targets exclude each other (stop 28): seconds per training step in the stop-27 "
+         "benchmark, from its TensorBoard rate scalars", "train_once_lo2100/result.json",
+         "python -m experiments.workspace_results (reads perf/steps_per_second from the tb/ folders of "
+         "artifacts/train_once_lo2100/{supernet,alone_largest,alone_middle,alone_smallest})")
+def train_once_step_costs(d):
+    """Median seconds per step of each phase, and the largest share of sandwich steps that the 0.5
+    time target leaves: f * sandwich + (1 - f) * largest_only <= 0.5 * (sum of the three alone)."""
+    from experiments.compare_runs import read_scalars
+    base = os.path.join(FLAGS.artifacts, "train_once_lo2100")
+    tag = "perf/steps_per_second"
+    first_sandwich = d["train"]["largest_only_steps"]
+    log_every = d["train"]["log_every_steps"]
+
+    def seconds_per_step(run, keep):
+        rates = read_scalars(os.path.join(base, run), [tag])[tag]
+        windows = [1.0 / v for step, v in rates.items() if keep(step) and v > 0]
+        return statistics.median(windows), len(windows)
+
+    # The first window of each phase holds its tf.function trace; it is left out.
+    phases = {
+        "supernet, largest subnet alone": seconds_per_step(
+            "supernet", lambda s: log_every < s <= first_sandwich),
+        "supernet, sandwich (largest + 1 random + smallest)": seconds_per_step(
+            "supernet", lambda s: s > first_sandwich + log_every),
+    }
+    for size in ("largest", "middle", "smallest"):
+        phases[f"{size} trained alone"] = seconds_per_step(f"alone_{size}", lambda s: s > log_every)
+    rows = ["| phase | median s per step | log windows |", "|---|---|---|"]
+    rows += [f"| {name} | {sec:.3f} | {n} |" for name, (sec, n) in phases.items()]
+    alone = sum(phases[f"{size} trained alone"][0] for size in ("largest", "middle", "smallest"))
+    largest_only = phases["supernet, largest subnet alone"][0]
+    sandwich = phases["supernet, sandwich (largest + 1 random + smallest)"][0]
+    share = (0.5 * alone - largest_only) / (sandwich - largest_only)
+    steps = d["supernet_steps"]
+    rows += ["", f"Sum of the three trained alone: {alone:.3f} s per step; a sandwich step costs "
+             f"{sandwich / alone:.2f} of it. Share of sandwich steps the 0.5 time target allows, before "
+             f"tracing, start-up and checkpoint costs: f <= (0.5 x {alone:.3f} - {largest_only:.3f}) / "
+             f"({sandwich:.3f} - {largest_only:.3f}) = **{share:.2f}**, i.e. at most {share * steps:.0f} of the "
+             f"{steps} steps train the middle and smallest subnets, against {steps} steps for each model "
+             f"trained alone. Rates are {log_every}-step window means logged by the trainer."]
+    return rows
+
 
 def bench_report(d):
     """The comparison report of `experiments.benchmark` (`report.json`): one row per method and

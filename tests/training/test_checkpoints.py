@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
+from tf_todm.atomic_files import remove_temp_files
 from tf_todm.training.checkpoints import Checkpointer, TrainState, write_json_atomic
 
 
@@ -15,6 +16,16 @@ def test_write_json_atomic_replaces_whole_file(tmp_path):
     write_json_atomic(str(path), {"b": [1, 2]})
     assert json.loads(path.read_text()) == {"b": [1, 2]}
     assert sorted(os.listdir(path.parent)) == ["state.json"]  # no temp files left
+
+
+def test_remove_temp_files_deletes_only_interrupted_writes_of_that_suffix(tmp_path):
+    for name in (".tmp_a1.json", ".tmp_b2.json", ".tmp_c3.tmp", "train_state.json", "tmp_x.json",
+                 ".tmp_d4.json.bak"):
+        (tmp_path / name).write_text("{}")
+    assert remove_temp_files(str(tmp_path), ".json") == [".tmp_a1.json", ".tmp_b2.json"]
+    assert sorted(os.listdir(tmp_path)) == [".tmp_c3.tmp", ".tmp_d4.json.bak", "tmp_x.json",
+                                            "train_state.json"]
+    assert remove_temp_files(str(tmp_path / "missing"), ".json") == []
 
 
 def test_checkpointer_restores_weights_and_counters(tmp_path):

@@ -29,10 +29,11 @@ def _env():
 
 def _weights(ckpt_dir):
     """Every saved tensor: weights (the object graph may name them via the optimizer's
-    variable list), optimizer slots and counters; not the graph proto or the save counter."""
+    variable list), optimizer slots and counters; not the graph proto, the save counter or the
+    wall-clock training time (`state/train_seconds`, which differs between any two runs)."""
     reader = tf.train.load_checkpoint(ckpt_dir)
     names = [n for n in reader.get_variable_to_shape_map()
-             if n != "_CHECKPOINTABLE_OBJECT_GRAPH" and not n.startswith("save_counter")]
+             if n != "_CHECKPOINTABLE_OBJECT_GRAPH" and not n.startswith(("save_counter", "state/train_seconds/"))]
     return {n: reader.get_tensor(n) for n in names}
 
 
@@ -60,10 +61,14 @@ def test_killed_run_resumes_at_the_same_data_position(tiny_corpus, tmp_path):
     # The newest checkpoint is complete and loadable.
     assert tf.train.latest_checkpoint(str(killed / "ckpt")).endswith(f"-{state['step']}")
 
+    # What a kill between the temp write and the rename of train_state.json leaves behind.
+    (killed / ".tmp_interrupted.json").write_text('{"step": ')
     proc = subprocess.run(_command(tiny_corpus, killed), cwd=REPO, env=_env(),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from" in proc.stderr
+    assert not (killed / ".tmp_interrupted.json").exists()
+    assert "removed temp files of an interrupted write: .tmp_interrupted.json" in proc.stderr
     summary = json.loads((killed / "train_summary.json").read_text())
     assert summary["step"] == total
     assert summary["steps_this_call"] == total - state["step"]

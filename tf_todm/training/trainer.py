@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tf_todm.atomic_files import remove_temp_files
 from tf_todm.models.batch_norm_calibration import has_batch_norm
 from tf_todm.training.checkpoints import Checkpointer, TrainState, write_json_atomic
 from tf_todm.training.config import ConfigError, TrainConfig
@@ -134,6 +135,9 @@ class Trainer:
         self.total_steps = min(total, config.max_steps) if config.max_steps else total
         if self.is_chief:
             os.makedirs(out_dir, exist_ok=True)
+            stale = remove_temp_files(out_dir, ".json")  # a run killed mid-write of a side file
+            if stale:
+                logging.info("removed temp files of an interrupted write: %s", ", ".join(stale))
             full = {"train": config.to_dict(), **(extra_config or {}),
                     "num_replicas": self.num_replicas, "steps_per_epoch": self.steps_per_epoch}
             write_json_atomic(os.path.join(out_dir, "config.json"), full)
