@@ -71,6 +71,7 @@ flags.DEFINE_integer("test_max_utterances", 400, "Test utterances per model (0 =
 # --teacher_run (defined by experiments.train_progressive_kd, same meaning): an already trained plain
 # Transducer run folder used as the teacher / reference instead of training one; the model config
 # and (unless --tokenizer) the tokenizer are the run's, its row reports the run's own training time.
+# --teacher_average_last=N (same module) makes it the mean of the run's newest N checkpoints.
 flags.DEFINE_string("librispeech_root", None, "LibriSpeech folder holding the split subsets.")
 flags.DEFINE_list("librispeech_splits", ["train-clean-100", "dev-clean", "test-clean"],
                   "train,dev,test subset folder names under --librispeech_root.")
@@ -244,7 +245,7 @@ def _stage_config(ctx: Context, spec):
 def load_teacher_run(ctx: Context) -> None:
     """Registers the --teacher_run model as the teacher and adds its report row."""
     from tf_todm.recipes.common import load_transducer
-    model = load_transducer(FLAGS.teacher_run)
+    model = load_transducer(FLAGS.teacher_run, FLAGS.teacher_average_last)
     with open(os.path.join(FLAGS.teacher_run, "train_summary.json")) as f:
         summary = json.load(f)
     steps_per_epoch = ctx.teacher_run_config.get("steps_per_epoch") or 0

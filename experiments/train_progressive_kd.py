@@ -30,6 +30,8 @@ from experiments import train_supernet as ts
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_run", None, "Trainer run folder of the first teacher Transducer.")
+flags.DEFINE_integer("teacher_average_last", 1, "The first teacher is the mean of --teacher_run's newest N "
+                     "checkpoints (as `evaluate_run --average_last` decodes it).", lower_bound=1)
 flags.DEFINE_integer("teacher_epochs", 4, "Epochs of the teacher trained when --teacher_run is not given.")
 flags.DEFINE_list("stage_num_blocks", ["4", "3", "2"], "Encoder blocks per stage.")
 flags.DEFINE_list("stage_ff_dims", ["384", "288", "192"], "Feed-forward width per stage.")
@@ -71,7 +73,7 @@ def run() -> dict:
         train_config, FLAGS.teacher_run, FLAGS.test_manifest)
     data = (train_utts, dev_utts, tokenizer)
     if FLAGS.teacher_run:
-        teacher = load_transducer(FLAGS.teacher_run)
+        teacher = load_transducer(FLAGS.teacher_run, FLAGS.teacher_average_last)
     else:
         logging.info("no --teacher_run: training a teacher for %d epochs", FLAGS.teacher_epochs)
         teacher = pk.train_from_scratch(

@@ -102,3 +102,16 @@ def test_checkpoint_step_parses_checkpointer_names_only():
     for bad in ("/runs/a/ckpt/model-12", "/runs/a/ckpt/ckpt-x"):
         with pytest.raises(RunFolderError, match="expected a checkpoint named ckpt-<step>"):
             checkpoint_step(bad)
+
+
+def test_recipes_load_the_averaged_teacher_and_report_folder_errors_as_recipe_errors(tmp_path):
+    """`load_transducer` (the recipes' and the benchmark's --teacher_run loader) with
+    `--teacher_average_last`: the float64 mean of the newest checkpoints."""
+    from tf_todm.recipes.common import RecipeError, load_transducer
+    run_dir, saved = _run_folder(tmp_path)
+    averaged = load_transducer(run_dir, average_last=2).get_weights()
+    for got, a, b in zip(averaged, saved[-2], saved[-1]):
+        want = (np.asarray(a, np.float64) + np.asarray(b, np.float64)) / 2
+        np.testing.assert_allclose(got, want.astype(got.dtype), rtol=1e-6, atol=1e-7)
+    with pytest.raises(RecipeError, match="cannot average the last 4"):
+        load_transducer(run_dir, average_last=4)

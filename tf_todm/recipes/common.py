@@ -110,12 +110,13 @@ def run_training(task: CachedDataTask, train_config: TrainConfig, out_dir: str,
     return summary
 
 
-def load_transducer(run_dir: str) -> Transducer:
-    """The `Transducer` of a trainer run folder (`tf_todm.training.restore.load_trained_model`),
-    with its errors as RecipeError."""
+def load_transducer(run_dir: str, average_last: int = 1) -> Transducer:
+    """The `Transducer` of a trainer run folder (`tf_todm.training.restore.load_trained_model`;
+    `average_last` > 1 = the element-wise mean of its newest N checkpoints), with its errors as
+    RecipeError."""
     from tf_todm.training.restore import RunFolderError, load_trained_model
     try:
-        return load_trained_model(run_dir)
+        return load_trained_model(run_dir, average_last=average_last)
     except RunFolderError as e:
         raise RecipeError(str(e)) from None
 
