@@ -17,7 +17,8 @@ activations (`tf_todm.export.qat.qat_finetune`) on the first --qat_utterances ut
 records the QAT losses.
 
 --lm_train_manifest=TRAIN.jsonl ships a token n-gram LM (`--lm_order`, fitted on that manifest's
-transcripts with the bundle's tokenizer) as DIR/lm.json.gz and records it with the fusion settings
+transcripts with the bundle's tokenizer; `--lm_train_text` adds or instead uses the corpus train text of
+`experiments.make_lm_text`) as DIR/lm.json.gz and records it with the fusion settings
 (`--lm_weight`, `--lm_length_bonus`, `--lm_beam_size`; choose them on dev with
 `experiments.tune_lm_fusion`) in every sidecar; `tflite/stream_asr.py --beam` and
 `experiments.evaluate_tflite --bundle_lm` decode with it.
@@ -60,6 +61,9 @@ _BN_BATCHES = flags.DEFINE_integer(
     "utterances (`calibration_batches`, as the search and the demo do).", allow_override=True)
 _LM_MANIFEST = flags.DEFINE_string("lm_train_manifest", None, "Ship a token LM fitted on this (training) "
                                    "manifest's transcripts; never dev or test.")
+_LM_TEXT = flags.DEFINE_string("lm_train_text", None, "Ship a token LM fitted on this UTF-8 text file, one "
+                               "sentence per line (`experiments.make_lm_text`'s corpus train text), after "
+                               "--lm_train_manifest's transcripts if both are given; never dev or test text.")
 _LM_ORDER = flags.DEFINE_integer("lm_order", 6, "Order of the shipped token n-gram LM.")
 _LM_WEIGHT = flags.DEFINE_float("lm_weight", 0.7, "Shallow-fusion weight recorded with the shipped LM.")
 _LM_BONUS = flags.DEFINE_float("lm_length_bonus", 1.5, "Per-token bonus recorded with the shipped LM.")
@@ -194,7 +198,7 @@ def qat_batches(tokenizer_path: str, steps: int):
 
 def check_lm_flags() -> None:
     """Refuses unusable --lm_* settings before the (long) export starts."""
-    if not _LM_MANIFEST.value:
+    if not _LM_MANIFEST.value and not _LM_TEXT.value:
         return
     if _LM_ORDER.value < 1:
         raise CliError(f"--lm_order={_LM_ORDER.value}: expected >= 1")
@@ -204,16 +208,19 @@ def check_lm_flags() -> None:
         raise CliError(f"--lm_min_count={_LM_MIN_COUNT.value}: expected >= 1")
     if _LM_BEAM.value < 2:
         raise CliError(f"--lm_beam_size={_LM_BEAM.value}: expected >= 2 (fusion runs inside beam search)")
-    if not os.path.isfile(_LM_MANIFEST.value):
-        raise CliError(f"--lm_train_manifest={_LM_MANIFEST.value}: no such file")
+    for flag, path in (("lm_train_manifest", _LM_MANIFEST.value), ("lm_train_text", _LM_TEXT.value)):
+        if path and not os.path.isfile(path):
+            raise CliError(f"--{flag}={path}: no such file")
 
 
 def ship_lm(tokenizer_path: str) -> dict:
-    """Fits the token LM on --lm_train_manifest and adds it to the bundle (`bundle.add_token_lm`)."""
+    """Fits the token LM on --lm_train_manifest and/or --lm_train_text and adds it to the bundle
+    (`bundle.add_token_lm`)."""
     from tf_todm.data.tokenizer import Tokenizer
-    from tf_todm.decoding.token_ngram import fit_manifest_lm
+    from tf_todm.decoding.token_ngram import fit_token_lm, lm_training_texts
     from tf_todm.export.bundle import add_token_lm
-    lm = fit_manifest_lm(_LM_MANIFEST.value, Tokenizer(tokenizer_path), _LM_ORDER.value)
+    lm = fit_token_lm(lm_training_texts(_LM_MANIFEST.value, _LM_TEXT.value), Tokenizer(tokenizer_path),
+                      _LM_ORDER.value)
     return add_token_lm(_OUT_DIR.value, _NAME.value, lm, _LM_WEIGHT.value, _LM_BONUS.value, _LM_BEAM.value,
                         min_count=_LM_MIN_COUNT.value)
 
@@ -264,7 +271,7 @@ def main(argv):
                    "qat": qat_summary, "finetune": finetune_summary, "bn_calibration_batches": bn_batches,
                    "models": [{"mode": s["quantization"], "file": s["model_file"],
                                "size_bytes": s["metrics"]["size_bytes"], "mcu": s.get("mcu")} for s in sidecars]}
-        if _LM_MANIFEST.value:
+        if _LM_MANIFEST.value or _LM_TEXT.value:
             summary["lm"] = ship_lm(tokenizer)
         from tf_todm.training.checkpoints import write_json_atomic
 

@@ -432,7 +432,19 @@ def runs_side_by_side(files: dict) -> list[str]:
                     + " |")
     rows.append("| checkpoints averaged (steps) | " + " | ".join(
         ", ".join(str(s) for s in d.get("checkpoint_steps", [])) or "-" for d in runs.values()) + " |")
+    if any(d.get("lm") for d in runs.values()):
+        rows.append("| LM fitted on, weight / length bonus | " + " | ".join(lm_setting(d.get("lm")) for d in runs.values())
+                    + " |")
     return rows
+
+
+def lm_setting(lm: dict | None) -> str:
+    """"<what the LM was fitted on>, <weight> / <bonus>" of an `evaluate_run` result's "lm" field."""
+    if not lm:
+        return "no LM"
+    fitted_on = [name for key, name in (("train_manifest", "transcripts"), ("train_text", "corpus text"))
+                 if lm.get(key)]
+    return f"{' + '.join(fitted_on) or '?'}, {lm['weight']:g} / {lm['length_bonus']:g}"
 
 
 VTLP_RUN = ("python -m experiments.train_single --flagfile=experiments/flags/single_45min.cfg "
@@ -584,17 +596,58 @@ section("Issue 3, stop 27: the corpus train text for the LM: the training transc
         "python -m experiments.make_lm_text --corpus_dir=artifacts/corpus_8h_flite8 "
         "--out=artifacts/corpus_8h_flite8/lm_text.txt")(lm_text_counts)
 
-section("Issue 3, stop 27: LM fusion tuned on dev for the recipe's run (newest 5 checkpoints), LM fitted on the "
-        "training transcripts", f"{LM27_RUN}/lm_fusion_dev_avg5.json",
+section("Issue 3, stop 27 (run at stop 28): LM fusion tuned on dev for the recipe's run (newest 5 checkpoints), "
+        "LM fitted on the training transcripts", f"{LM27_RUN}/lm_fusion_dev_avg5.json",
         _TUNE27 + f"--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl "
         f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5.json"
         )(lambda d: lm_fusion_tuning(d) + ["", f"Plot: `artifacts/{LM27_RUN}/lm_fusion_dev_avg5.png`."])
 
-section("Issue 3, stop 27: the same grid, LM fitted on the corpus train text",
+section("Issue 3, stop 27 (run at stop 28): the same grid, LM fitted on the corpus train text",
         f"{LM27_RUN}/lm_fusion_dev_avg5_corpustext.json",
         _TUNE27 + f"--lm_train_text=artifacts/corpus_8h_flite8/lm_text.txt "
         f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext.json"
         )(lambda d: lm_fusion_tuning(d) + ["", f"Plot: `artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext.png`."])
+
+
+_TUNE28 = _TUNE27.replace("--lm_weights=0.5,0.7,0.9 --lm_length_bonuses=1.5,2.0,2.5 ",
+                          "--lm_weights=0.5,0.7,0.9,1.1 --lm_length_bonuses=0.5,1.0,1.5 ")
+
+section("Issue 3, stop 28: both LMs chose the grid's smallest length bonus, so the grid was extended down (bonuses "
+        "0.5-1.5, weights 0.5-1.1; the shared settings repeat the first grid's numbers exactly); LM fitted on the "
+        "training transcripts", f"{LM27_RUN}/lm_fusion_dev_avg5_low_bonus.json",
+        _TUNE28 + "--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl "
+        f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5_low_bonus.json"
+        )(lambda d: lm_fusion_tuning(d) + ["", f"Plot: `artifacts/{LM27_RUN}/lm_fusion_dev_avg5_low_bonus.png`."])
+
+section("Issue 3, stop 28: the extended grid, LM fitted on the corpus train text",
+        f"{LM27_RUN}/lm_fusion_dev_avg5_corpustext_low_bonus.json",
+        _TUNE28 + "--lm_train_text=artifacts/corpus_8h_flite8/lm_text.txt "
+        f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext_low_bonus.json"
+        )(lambda d: lm_fusion_tuning(d) + ["", f"Plot: `artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext_low_bonus.png`."])
+
+section("Issue 3, stop 28: the corpus-text LM at order 8 instead of 6 (its dev cross-entropy is lower), at the "
+        "chosen weight 0.7 / bonus 1.0 (declared before: test is decoded with order 8 only if it gains 0.5 points on "
+        "dev)", f"{LM27_RUN}/lm_fusion_dev_avg5_corpustext_order8.json",
+        _TUNE27.replace("--lm_weights=0.5,0.7,0.9 --lm_length_bonuses=1.5,2.0,2.5 ",
+                        "--lm_order=8 --lm_weights=0.7 --lm_length_bonuses=1.0 ") +
+        "--lm_train_text=artifacts/corpus_8h_flite8/lm_text.txt "
+        f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext_order8.json")(lm_fusion_tuning)
+
+LM28_TRANSCRIPTS = (0.7, 1.0)  # weight, bonus: the transcript LM's best dev WER over both grids
+LM28_CORPUS_TEXT = (0.7, 1.0)  # the same for the corpus-text LM
+_DECODE28 = (f"python -m experiments.evaluate_run --run_dir=artifacts/{LM27_RUN} --average_last=5 "
+             "--manifest=artifacts/corpus_8h_flite8/test.jsonl --beam_size=4 ")
+
+section("Issue 3, stop 28: the recipe's run (newest 5 checkpoints), beam search (4) + 6-gram token LM, each LM at "
+        "the setting its two dev grids chose (declared before decoding: the lowest dev WER over both grids), test "
+        "split: LM fitted on the corpus train text (first column) vs on the training transcripts (second)",
+        f"{LM27_RUN}/eval_test_avg5_beam4_lm_{{corpustext,devtuned28}}.json",
+        _DECODE28 + "--lm_train_text=artifacts/corpus_8h_flite8/lm_text.txt "
+        f"--lm_weight={LM28_CORPUS_TEXT[0]} --lm_length_bonus={LM28_CORPUS_TEXT[1]} "
+        f"--output_json=artifacts/{LM27_RUN}/eval_test_avg5_beam4_lm_corpustext.json && " + _DECODE28 +
+        "--lm_train_manifest=artifacts/corpus_8h_flite8/train.jsonl "
+        f"--lm_weight={LM28_TRANSCRIPTS[0]} --lm_length_bonus={LM28_TRANSCRIPTS[1]} "
+        f"--output_json=artifacts/{LM27_RUN}/eval_test_avg5_beam4_lm_devtuned28.json")(runs_side_by_side)
 
 
 @section("Training step on the two corpora (stop 23): default 8-h corpus vs the flite8 corpus, first 200 batches "
@@ -1284,6 +1337,11 @@ section("Issue 7 at issue 3's scale: representation transfer from the 8-h model 
         "bench_repr_8h/report.json",
         "python -m experiments.benchmark --config=experiments/flags/bench_repr_8h.cfg "
         "--out_dir=artifacts/bench_repr_8h")(bench_report)
+section("Issue 7, stop 28: the same representation transfer with issue 3's recipe run (flite8 corpus, VTLP from "
+        "epoch 3, newest 5 checkpoints averaged) as the frozen reference, on its flite8 corpus",
+        "bench_repr_8h_flite8/report.json",
+        "python -m experiments.benchmark --config=experiments/flags/bench_repr_8h_flite8.cfg "
+        "--out_dir=artifacts/bench_repr_8h_flite8")(bench_report)
 
 
 @section("Issue 7 at issue 3's scale: progressive distillation of the 8-h model vs one-shot KD vs scratch",

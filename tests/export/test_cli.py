@@ -96,6 +96,9 @@ def test_export_more_flag_errors(tmp_path):
     assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
                               f"--model={tmp_path}/x.keras", "--finetune_steps=3"),
                           "--finetune_steps needs --train_manifest")
+    assert_one_line_error(cli("export", f"--out_dir={tmp_path}", f"--tokenizer={tok}", "--mode=float32",
+                              f"--model={tmp_path}/x.keras", f"--lm_train_text={tmp_path}/none.txt"),
+                          f"--lm_train_text={tmp_path}/none.txt: no such file")
 
 
 def test_evaluate_errors(tmp_path):
@@ -154,13 +157,27 @@ def test_export_then_evaluate_end_to_end(tmp_path):
                                    predictor_type="stateless", dropout=0.0))
     model.save(str(tmp_path / "sub.keras"))
     out = tmp_path / "out"
+    lm_text = tmp_path / "lm_text.txt"  # corpus train text: a sentence no transcript has
+    lm_text.write_text("set the lights on\n", encoding="utf-8")
     proc = cli("export", f"--model={tmp_path}/sub.keras", f"--tokenizer={tok}", "--mode=float32",
                "--mode=full_int8", f"--train_manifest={tmp_path}/train.jsonl", f"--out_dir={out}", "--name=sub",
-               "--finetune_steps=2", "--qat_steps=2", "--qat_batch_size=2")
+               "--finetune_steps=2", "--qat_steps=2", "--qat_batch_size=2",
+               f"--lm_train_manifest={tmp_path}/train.jsonl", f"--lm_train_text={lm_text}", "--lm_order=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(os.listdir(out)) == sorted(["export_summary.json", "sub.float32.json", "sub.float32.tflite",
-                                              "sub.frontend.tflite", "sub.full_int8.json", "sub.full_int8.tflite",
-                                              "tokenizer.model"])
+    assert sorted(os.listdir(out)) == sorted(["export_summary.json", "lm.json.gz", "sub.float32.json",
+                                              "sub.float32.tflite", "sub.frontend.tflite", "sub.full_int8.json",
+                                              "sub.full_int8.tflite", "tokenizer.model"])
+    # The shipped LM is the one fitted on the transcripts AND the text file, not on the transcripts alone.
+    from tf_todm.data.tokenizer import Tokenizer
+    from tf_todm.decoding.token_ngram import fit_token_lm, load_backoff
+    tokenizer = Tokenizer(tok)
+    ids = tokenizer.encode(["set the lights on"])[0]
+    shipped = load_backoff(str(out / "lm.json.gz")).sequence_log_prob(ids)
+    both = fit_token_lm(["turn on the lights", "set a timer", "set the lights on"], tokenizer, 3)
+    transcripts_only = fit_token_lm(["turn on the lights", "set a timer"], tokenizer, 3)
+    assert shipped == pytest.approx(both.sequence_log_prob(ids), abs=1e-3)
+    assert shipped > transcripts_only.sequence_log_prob(ids) + 1.0
+    assert json.load(open(out / "sub.float32.json"))["lm"]["order"] == 3
     summary = json.load(open(out / "export_summary.json"))
     assert summary["calibration_utterances"] == 2
     assert summary["qat"]["steps"] == 2 and np.isfinite(summary["qat"]["loss_last"])
