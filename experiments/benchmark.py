@@ -252,9 +252,13 @@ def load_teacher_run(ctx: Context) -> None:
     epochs = round(summary["step"] / steps_per_epoch, 2) if steps_per_epoch else summary.get("epoch")
     ctx.models[("individual", "teacher")] = model
     ctx.runs[("individual", "teacher")] = summary
+    # `train_seconds` sums the run's training time over kills and resumes; run folders written before
+    # it existed only have the last call's `elapsed_seconds`.
+    seconds_field = "train_seconds" if "train_seconds" in summary else "elapsed_seconds"
     ctx.rows.append(measure_row("individual", "teacher", "transducer", model, ctx.test, ctx.tokenizer,
-                                summary["elapsed_seconds"], epochs,
-                                {"train_seconds_note": f"trained earlier: {FLAGS.teacher_run}",
+                                summary[seconds_field], epochs,
+                                {"train_seconds_note": f"trained earlier: {FLAGS.teacher_run} "
+                                                      f"(its train_summary.json {seconds_field})",
                                  "steps": summary["step"]}))
 
 

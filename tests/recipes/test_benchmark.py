@@ -111,7 +111,7 @@ def test_teacher_run_is_loaded_not_trained(recipe_corpus, tiny_config, tiny_trai
     report = json.load(open(out / "report.json"))
     rows = {(r["method"], r["size"]): r for r in report["rows"]}
     assert set(rows) == {("individual", "teacher"), ("repr_transfer", "ctc_r0.5"), ("scratch_ctc", "ctc_r0.5")}
-    assert rows[("individual", "teacher")]["train_seconds"] == summary["elapsed_seconds"]
+    assert rows[("individual", "teacher")]["train_seconds"] == summary["train_seconds"] > 0
     assert report["model_config"]["model_dim"] == 12 and report["model_config"]["num_blocks"] == 2
     assert rows[("repr_transfer", "ctc_r0.5")]["num_blocks"] == rows[("scratch_ctc", "ctc_r0.5")]["num_blocks"] == 1
     assert not (out / "individual").exists()
