@@ -1342,6 +1342,11 @@ section("Issue 7, stop 28: the same representation transfer with issue 3's recip
         "bench_repr_8h_flite8/report.json",
         "python -m experiments.benchmark --config=experiments/flags/bench_repr_8h_flite8.cfg "
         "--out_dir=artifacts/bench_repr_8h_flite8")(bench_report)
+section("Issue 7, stop 28: the same with three epochs of stage 1 (representation matching) instead of one (run "
+        "after seeing the one-epoch result: its head start shrank every CTC epoch); scratch is rerun beside it",
+        "bench_repr_8h_flite8_s1e3/report.json",
+        "python -m experiments.benchmark --config=experiments/flags/bench_repr_8h_flite8.cfg --stage1_epochs=3 "
+        "--out_dir=artifacts/bench_repr_8h_flite8_s1e3")(bench_report)
 
 
 @section("Issue 7 at issue 3's scale: progressive distillation of the 8-h model vs one-shot KD vs scratch",
