@@ -586,9 +586,17 @@ def lm_text_counts(d):
 
 
 LM27_RUN = "single_45min_8h_flite8_vtlp_e3"
-_TUNE27 = (f"python -m experiments.tune_lm_fusion --run_dir=artifacts/{LM27_RUN} --average_last=5 "
-           "--manifest=artifacts/corpus_8h_flite8/dev.jsonl --beam_size=4 --max_utterances=200 "
-           "--lm_weights=0.5,0.7,0.9 --lm_length_bonuses=1.5,2.0,2.5 ")
+
+
+def tune_lm27(weights: str, bonuses: str, more: str = "") -> str:
+    """The `tune_lm_fusion` command of stops 27-28 on the recipe's run, for one weight x bonus grid;
+    the caller adds the LM's training text and the result file."""
+    return (f"python -m experiments.tune_lm_fusion --run_dir=artifacts/{LM27_RUN} --average_last=5 "
+            "--manifest=artifacts/corpus_8h_flite8/dev.jsonl --beam_size=4 --max_utterances=200 "
+            f"{more}--lm_weights={weights} --lm_length_bonuses={bonuses} ")
+
+
+_TUNE27 = tune_lm27("0.5,0.7,0.9", "1.5,2.0,2.5")
 
 section("Issue 3, stop 27: the corpus train text for the LM: the training transcripts plus the sentences the corpus "
         "plan assigned to train but never spoke (the analogue of LibriSpeech's LM text)",
@@ -609,8 +617,7 @@ section("Issue 3, stop 27 (run at stop 28): the same grid, LM fitted on the corp
         )(lambda d: lm_fusion_tuning(d) + ["", f"Plot: `artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext.png`."])
 
 
-_TUNE28 = _TUNE27.replace("--lm_weights=0.5,0.7,0.9 --lm_length_bonuses=1.5,2.0,2.5 ",
-                          "--lm_weights=0.5,0.7,0.9,1.1 --lm_length_bonuses=0.5,1.0,1.5 ")
+_TUNE28 = tune_lm27("0.5,0.7,0.9,1.1", "0.5,1.0,1.5")
 
 section("Issue 3, stop 28: both LMs chose the grid's smallest length bonus, so the grid was extended down (bonuses "
         "0.5-1.5, weights 0.5-1.1; the shared settings repeat the first grid's numbers exactly); LM fitted on the "
@@ -628,8 +635,7 @@ section("Issue 3, stop 28: the extended grid, LM fitted on the corpus train text
 section("Issue 3, stop 28: the corpus-text LM at order 8 instead of 6 (its dev cross-entropy is lower), at the "
         "chosen weight 0.7 / bonus 1.0 (declared before: test is decoded with order 8 only if it gains 0.5 points on "
         "dev)", f"{LM27_RUN}/lm_fusion_dev_avg5_corpustext_order8.json",
-        _TUNE27.replace("--lm_weights=0.5,0.7,0.9 --lm_length_bonuses=1.5,2.0,2.5 ",
-                        "--lm_order=8 --lm_weights=0.7 --lm_length_bonuses=1.0 ") +
+        tune_lm27("0.7", "1.0", more="--lm_order=8 ") +
         "--lm_train_text=artifacts/corpus_8h_flite8/lm_text.txt "
         f"--tune_json=artifacts/{LM27_RUN}/lm_fusion_dev_avg5_corpustext_order8.json")(lm_fusion_tuning)
 
