@@ -25,7 +25,7 @@ from typing import List, Optional
 import tensorflow as tf
 from absl import logging
 
-from tf_todm.atomic_files import write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
+from tf_todm.atomic_files import remove_temp_files, write_json_atomic, write_text_atomic  # noqa: F401 (re-exported)
 
 
 def write_checkpoint_index(directory: str, names: List[str], timestamps: List[float]) -> None:
@@ -84,7 +84,6 @@ def has_train_seconds(path: str) -> bool:
 
 
 _CHECKPOINT_FILE = re.compile(r"^(ckpt-\d+)\.(index|data-\d+-of-\d+)$")
-_INDEX_TEMP_FILE = re.compile(r"^\.tmp_.*\.tmp$")  # `write_text_atomic`'s, for the `checkpoint` index
 
 
 def kept_checkpoints(listed: List[str], new: str, max_to_keep: int) -> List[str]:
@@ -178,5 +177,6 @@ class Checkpointer:
         and index temp files a writer killed mid-write left (only the chief writes here)."""
         for name in tf.io.gfile.listdir(self.directory):
             match = _CHECKPOINT_FILE.match(name)
-            if (match and match.group(1) not in kept_names) or _INDEX_TEMP_FILE.match(name):
+            if match and match.group(1) not in kept_names:
                 tf.io.gfile.remove(os.path.join(self.directory, name))
+        remove_temp_files(self.directory, ".tmp")  # the index is written by `write_text_atomic`
