@@ -48,6 +48,12 @@ def test_demo_pipeline_at_toy_size(tmp_path):
         assert with_lm == set(wers), (budget, with_lm)
         side = sidecar.load_sidecar(str(out / next(m["sidecar"] for m in models if m["budget"] == budget)))
         assert side["lm"]["beam_size"] == 4 and (out / "bundles" / budget / side["lm"]["file"]).stat().st_size > 0
+    # the shipped LM is fitted on the corpus's train text: every spoken train sentence and more
+    from tf_todm.data.manifest import read_manifest
+    spoken = {u.text for u in read_manifest(str(out / "corpus" / "train.jsonl"))}
+    assert report["lm"]["fitted_on"] == "corpus train text"
+    assert report["lm"]["sentences"] > len(spoken), (report["lm"], len(spoken))
+    assert report["lm"]["length_bonus"] == side["lm"]["length_bonus"]
     assert not any(m["decoding"] != "greedy" for m in models if m["target"] == "mcu")
     mcu = [m for m in models if m["target"] == "mcu"]
     assert mcu and all(m["quantization"] == "full_int8" for m in mcu)
