@@ -1421,7 +1421,10 @@ def demo(d):
             side = load_json(os.path.join(FLAGS.artifacts, "demo", q["full_int8"]["sidecar"])) or {}
             lm = side.get("lm") or {}
             if lm_int8 is not None:
-                rows.append(f"  - with the shipped token LM ({lm_int8['decoding']}; "
+                fitted = d.get("lm") or {}
+                fitted_on = (f"fitted on the {fitted['fitted_on']}, {fitted['sentences']} sentences; "
+                             if fitted.get("fitted_on") else "")
+                rows.append(f"  - with the shipped token LM ({fitted_on}{lm_int8['decoding']}; "
                             f"{lm.get('order', '?')}-gram, weight {lm.get('weight', '?')}, bonus "
                             f"{lm.get('length_bonus', '?')}, {lm.get('size_bytes', 0) / 1024:.0f} KiB gzipped): "
                             f"full_int8 WER {pct(q['full_int8']['wer'])} -> {pct(lm_int8['wer'])}%, RTF "
