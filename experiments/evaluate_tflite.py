@@ -15,6 +15,7 @@ updates the sidecar's measured metrics and prints a table. User errors print one
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -31,6 +32,8 @@ _LM_MANIFEST = flags.DEFINE_string("lm_train_manifest", None, "JSONL manifest wh
 _LM_ORDER = flags.DEFINE_integer("lm_order", 6, "Order of the fusion LM (token n-gram, interpolated Kneser-Ney).")
 _LM_WEIGHT = flags.DEFINE_float("lm_weight", 0.0, "Shallow-fusion LM weight (0 = no LM; needs --beam_size > 1).")
 _LM_BONUS = flags.DEFINE_float("lm_length_bonus", 0.0, "Score added per emitted token when fusing an LM.")
+_LM_FILE = flags.DEFINE_string("lm_file", None, "A shipped backoff token LM (a bundle's lm.json.gz) to fuse "
+                               "with --lm_weight and --lm_length_bonus instead of fitting one.")
 _BUNDLE_LM = flags.DEFINE_bool("bundle_lm", False, "Decode with the LM shipped in the bundle (sidecar 'lm': "
                                "its file, weight, bonus and beam size; --beam_size > 1 overrides the beam).")
 
@@ -38,8 +41,9 @@ _BUNDLE_LM = flags.DEFINE_bool("bundle_lm", False, "Decode with the LM shipped i
 def lm_spec(model_path: str) -> tuple[dict | None, int]:
     """(LM spec or None, beam size) of the flags; ValueError naming the flag when they cannot work."""
     if _BUNDLE_LM.value:
-        if _LM_WEIGHT.value or _LM_MANIFEST.value:
-            raise ValueError("--bundle_lm decodes with the bundle's own LM; drop --lm_weight / --lm_train_manifest")
+        if _LM_WEIGHT.value or _LM_MANIFEST.value or _LM_FILE.value:
+            raise ValueError("--bundle_lm decodes with the bundle's own LM; drop --lm_weight / --lm_train_manifest "
+                             "/ --lm_file")
         from tf_todm.export.evaluate import bundle_lm_spec
         spec, beam = bundle_lm_spec(model_path)
         return spec, (_BEAM.value if _BEAM.value > 1 else beam)
@@ -48,8 +52,14 @@ def lm_spec(model_path: str) -> tuple[dict | None, int]:
     if _BEAM.value < 2:
         raise ValueError(f"--lm_weight={_LM_WEIGHT.value} needs beam search (--beam_size > 1), "
                          f"got --beam_size={_BEAM.value}")
+    if _LM_FILE.value:
+        if _LM_MANIFEST.value:
+            raise ValueError("--lm_file and --lm_train_manifest are two LMs; give one")
+        if not os.path.isfile(_LM_FILE.value):
+            raise ValueError(f"--lm_file={_LM_FILE.value}: no such file")
+        return {"file": _LM_FILE.value, "weight": _LM_WEIGHT.value, "length_bonus": _LM_BONUS.value}, _BEAM.value
     if not _LM_MANIFEST.value:
-        raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM)")
+        raise ValueError("--lm_weight != 0 needs --lm_train_manifest (training transcripts for the LM) or --lm_file")
     return {"train_manifest": _LM_MANIFEST.value, "order": _LM_ORDER.value, "weight": _LM_WEIGHT.value,
             "length_bonus": _LM_BONUS.value}, _BEAM.value
 

@@ -1455,6 +1455,29 @@ def demo(d):
     return rows
 
 
+@section("Issue 3, stop 29: the demo's shipped LM, fitted on the corpus train text vs the training transcripts, "
+         "same bundle (phone_high.full_int8 of make demo), beam 4, weight 0.7; dev chooses (declared before: lowest "
+         "dev WER over the four settings), test reported for all four",
+         "demo_lm_ab/*.json",
+         "for split in dev test; for b in 1.0 1.5: python -m experiments.evaluate_tflite "
+         "--model=artifacts/demo/bundles/phone_high/phone_high.full_int8.tflite "
+         "--manifest=artifacts/demo/corpus/$split.jsonl --beam_size=4 --lm_weight=0.7 --lm_length_bonus=$b "
+         "--measure_memory=false --update_sidecar=false, once with --lm_file=artifacts/demo/bundles/phone_high/"
+         "lm.json.gz (the corpus-text LM the bundle ships) --output_json=artifacts/demo_lm_ab/$split.phone_high."
+         "full_int8.corpus_lm_b$b.json and once with --lm_train_manifest=artifacts/demo/corpus/train.jsonl "
+         "--output_json=artifacts/demo_lm_ab/$split.phone_high.full_int8.transcript_lm_b$b.json")
+def demo_lm_ab(runs):
+    rows = ["| split | LM fitted on | length bonus | utterances | WER % | command % | open % |",
+            "|---|---|---|---|---|---|---|"]
+    for _, r in sorted(runs.items(), key=lambda kv: (os.path.basename(kv[1]["manifest"]),
+                                                      "file" in kv[1]["lm"], kv[1]["lm"]["length_bonus"])):
+        lm, dom = r["lm"], r.get("wer_by_domain") or {}
+        fitted = "corpus train text" if "file" in lm else "training transcripts"
+        rows.append(f"| {os.path.basename(r['manifest'])[:-len('.jsonl')]} | {fitted} | {lm['length_bonus']} | "
+                    f"{r['num_utterances']} | {pct(r['wer'])} | {pct(dom.get('command'))} | {pct(dom.get('open'))} |")
+    return rows
+
+
 def _size_breakdown(row: dict):
     """The report row's byte breakdown (`op_report.size_breakdown`), computed from the bundle's
     .tflite when an older report lacks it; None when neither exists."""

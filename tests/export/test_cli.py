@@ -126,6 +126,12 @@ def test_evaluate_errors(tmp_path):
     assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
                               f"--output_json={tmp_path}/r.json", "--lm_weight=0.5", "--beam_size=4"),
                           "needs --lm_train_manifest")
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              f"--output_json={tmp_path}/r.json", "--lm_weight=0.5", "--beam_size=4",
+                              f"--lm_file={tmp_path}/none.json.gz"), "none.json.gz: no such file")
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              f"--output_json={tmp_path}/r.json", "--lm_weight=0.5", "--beam_size=4",
+                              f"--lm_file={manifest}", "--lm_train_manifest=t.jsonl"), "two LMs; give one")
 
 
 @pytest.mark.slow
@@ -190,3 +196,13 @@ def test_export_then_evaluate_end_to_end(tmp_path):
     assert "WER" in proc.stdout and "RTF" in proc.stdout
     side = json.load(open(out / "sub.full_int8.json"))
     assert side["metrics"]["wer"] == pytest.approx(r["wer"])
+    # the shipped LM file given by --lm_file at the sidecar's settings decodes as --bundle_lm does
+    lm = side["lm"]
+    results = []
+    for extra in (["--bundle_lm"], [f"--lm_file={out}/lm.json.gz", f"--lm_weight={lm['weight']}",
+                                    f"--lm_length_bonus={lm['length_bonus']}", f"--beam_size={lm['beam_size']}"]):
+        proc = cli("evaluate_tflite", f"--model={out}/sub.full_int8.tflite", f"--manifest={tmp_path}/test.jsonl",
+                   f"--output_json={tmp_path}/lm.json", "--measure_memory=false", "--update_sidecar=false", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results.append(json.load(open(tmp_path / "lm.json")))
+    assert results[0]["wer"] == results[1]["wer"] and results[0]["cer"] == results[1]["cer"]
