@@ -132,6 +132,8 @@ def test_evaluate_errors(tmp_path):
     assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
                               f"--output_json={tmp_path}/r.json", "--lm_weight=0.5", "--beam_size=4",
                               f"--lm_file={manifest}", "--lm_train_manifest=t.jsonl"), "two LMs; give one")
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              f"--output_json={tmp_path}/r.json", f"--lm_file={manifest}"), "needs --lm_weight > 0")
 
 
 @pytest.mark.slow
