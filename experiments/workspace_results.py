@@ -701,6 +701,18 @@ section("Shipped token LM: size vs dev cross-entropy under count pruning", "lm_p
         "--pruning_json=artifacts/lm_pruning/corpus_2h_demo.json")(lm_pruning)
 
 
+section("Issue 3, stop 29: the demo's shipped LM under count pruning, fitted on the corpus train text (what make demo "
+        "ships) and on the training transcripts (the earlier demo LM), same tokenizer and dev split",
+        "lm_pruning_corpus_text/*.json",
+        "python -m experiments.make_lm_text --corpus_dir=artifacts/demo/corpus --out=artifacts/demo/corpus/lm_text.txt "
+        "&& python -m experiments.lm_pruning --run_dir=artifacts/demo/supernet --manifest=artifacts/demo/corpus/dev.jsonl "
+        "--lm_train_text=artifacts/demo/corpus/lm_text.txt --min_counts=1,2,3,5 "
+        "--pruning_json=artifacts/lm_pruning_corpus_text/corpus_2h_demo.json && python -m experiments.lm_pruning "
+        "--run_dir=artifacts/demo/supernet --manifest=artifacts/demo/corpus/dev.jsonl "
+        "--lm_train_manifest=artifacts/demo/corpus/train.jsonl --min_counts=1,2 "
+        "--pruning_json=artifacts/lm_pruning_corpus_text/corpus_2h_demo_transcripts.json")(lm_pruning)
+
+
 def speaker_rows(d) -> list[str]:
     """Per-speaker (TTS voice) WER table of an `evaluate_run` result with `speakers`; [] without."""
     speakers = d.get("speakers") or {}
