@@ -48,8 +48,9 @@ def lm_spec(model_path: str) -> tuple[dict | None, int]:
         spec, beam = bundle_lm_spec(model_path)
         return spec, (_BEAM.value if _BEAM.value > 1 else beam)
     if _LM_WEIGHT.value == 0.0:
-        if _LM_FILE.value:
-            raise ValueError(f"--lm_file={_LM_FILE.value} needs --lm_weight > 0 (and --beam_size > 1)")
+        for flag in (_LM_FILE, _LM_MANIFEST):
+            if flag.value:
+                raise ValueError(f"--{flag.name}={flag.value} needs --lm_weight > 0 (and --beam_size > 1)")
         return None, _BEAM.value
     if _BEAM.value < 2:
         raise ValueError(f"--lm_weight={_LM_WEIGHT.value} needs beam search (--beam_size > 1), "

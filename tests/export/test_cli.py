@@ -134,6 +134,9 @@ def test_evaluate_errors(tmp_path):
                               f"--lm_file={manifest}", "--lm_train_manifest=t.jsonl"), "two LMs; give one")
     assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
                               f"--output_json={tmp_path}/r.json", f"--lm_file={manifest}"), "needs --lm_weight > 0")
+    assert_one_line_error(cli("evaluate_tflite", f"--model={tmp_path}/plain.tflite", f"--manifest={manifest}",
+                              f"--output_json={tmp_path}/r.json", "--beam_size=4", f"--lm_train_manifest={manifest}"),
+                          "--lm_train_manifest=")
 
 
 @pytest.mark.slow
